@@ -1,0 +1,398 @@
+//! The thin layer that lets every query be written once for both backends.
+//!
+//! SQL is written in PostgreSQL's dialect with `$N` placeholders, only `BIGINT` and
+//! `TEXT` columns, and `{serial}` for auto-numbered keys in migrations; for SQLite the
+//! placeholders become `?N`. Rows come back as [`Row`]s of [`Value`]s, so callers never
+//! see a backend type. SQLite runs on a blocking thread behind one connection (one
+//! writer is all SQLite allows anyway); PostgreSQL uses a small pool of connections.
+
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+
+use crate::error::StoreError;
+
+/// A parameter or a column value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Value {
+        Value::Int(v as i64)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Value {
+        Value::Text(v.clone())
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// Builds a parameter list: `params![a, b, c]`.
+#[macro_export]
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { vec![$($crate::db::Value::from($v)),*] };
+}
+
+/// One result row.
+#[derive(Clone, Debug)]
+pub struct Row(Vec<Value>);
+
+impl Row {
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Int(v)) => Ok(*v),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected integer, found {other:?}"))),
+        }
+    }
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Text(v)) => Ok(v.clone()),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected text, found {other:?}"))),
+        }
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+}
+
+/// One statement of a transaction.
+#[derive(Clone, Debug)]
+pub struct Stmt {
+    pub sql: String,
+    pub params: Vec<Value>,
+    /// When set, the transaction is rolled back with [`StoreError::Conflict`] unless
+    /// the statement touched exactly this many rows (optimistic concurrency).
+    pub expect_rows: Option<u64>,
+}
+
+impl Stmt {
+    pub fn new(sql: impl Into<String>, params: Vec<Value>) -> Stmt {
+        Stmt { sql: sql.into(), params, expect_rows: None }
+    }
+    pub fn expect(mut self, rows: u64) -> Stmt {
+        self.expect_rows = Some(rows);
+        self
+    }
+}
+
+/// Multi-row INSERTs: `prefix` is `INSERT INTO t (a, b) VALUES`, each row one tuple.
+pub fn bulk_insert(prefix: &str, suffix: &str, rows: Vec<Vec<Value>>) -> Vec<Stmt> {
+    const PARAMS_PER_STMT: usize = 8_000;
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    let per = (PARAMS_PER_STMT / width).max(1);
+    let mut out = Vec::new();
+    let mut it = rows.into_iter().peekable();
+    while it.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = it.by_ref().take(per).collect();
+        let mut sql = String::with_capacity(prefix.len() + chunk.len() * width * 6);
+        sql.push_str(prefix);
+        let mut n = 0;
+        for (r, row) in chunk.iter().enumerate() {
+            sql.push_str(if r == 0 { " (" } else { ", (" });
+            for c in 0..row.len() {
+                n += 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(suffix);
+        out.push(Stmt::new(sql, chunk.into_iter().flatten().collect()));
+    }
+    out
+}
+
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(Arc<PgPool>),
+}
+
+pub(crate) struct PgPool {
+    clients: Vec<tokio::sync::Mutex<tokio_postgres::Client>>,
+    next: AtomicUsize,
+}
+
+/// The transaction-scoped advisory lock that makes event ids commit in order on
+/// PostgreSQL, so a follower reading `id > cursor` never skips a late commit.
+const EVENT_LOCK: i64 = 0x706f_7274_6375;
+
+impl Db {
+    pub(crate) async fn open_sqlite(path: &str) -> Result<Db, StoreError> {
+        let path = path.to_string();
+        let conn = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, StoreError> {
+            let conn = rusqlite::Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
+            conn.busy_timeout(Duration::from_secs(30)).map_err(|e| StoreError::open(&path, e))?;
+            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+                .map_err(|e| StoreError::open(&path, e))?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        Ok(Db::Sqlite(Arc::new(Mutex::new(conn))))
+    }
+
+    pub(crate) async fn open_postgres(url: &str, pool_size: usize) -> Result<Db, StoreError> {
+        let mut clients = Vec::new();
+        for _ in 0..pool_size.max(1) {
+            let (client, conn) =
+                tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| StoreError::open(url, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::error!("postgres connection ended: {e}");
+                }
+            });
+            clients.push(tokio::sync::Mutex::new(client));
+        }
+        Ok(Db::Postgres(Arc::new(PgPool { clients, next: AtomicUsize::new(0) })))
+    }
+
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    /// Runs a script of several statements without parameters (migrations).
+    pub(crate) async fn batch(&self, script: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                let script = script.to_string();
+                blocking(move || {
+                    let c = conn.lock().map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    c.execute_batch(&script).map_err(StoreError::from)
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                let c = pool.get().await;
+                c.batch_execute(script).await.map_err(StoreError::from)
+            }
+        }
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                let sql = sqlite_sql(sql);
+                blocking(move || {
+                    let c = conn.lock().map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    sqlite_query(&c, &sql, &params)
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                let c = pool.get().await;
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let rows = c.query(sql, &refs).await?;
+                rows.iter().map(pg_row).collect()
+            }
+        }
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: Vec<Value>) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Runs `stmts` in one transaction; returns the rows each touched. With
+    /// `orders_events`, takes the event lock first (see [`EVENT_LOCK`]).
+    pub(crate) async fn tx(&self, stmts: Vec<Stmt>, orders_events: bool) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                blocking(move || {
+                    let mut c = conn.lock().map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let mut counts = Vec::with_capacity(stmts.len());
+                    for s in &stmts {
+                        let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
+                        let n = st.execute(rusqlite::params_from_iter(s.params.iter()))? as u64;
+                        check_expected(s, n)?;
+                        counts.push(n);
+                    }
+                    tx.commit()?;
+                    Ok(counts)
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                let mut c = pool.get().await;
+                let tx = c.transaction().await?;
+                if orders_events {
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOCK]).await?;
+                }
+                let mut counts = Vec::with_capacity(stmts.len());
+                for s in &stmts {
+                    let refs: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                    let n = tx.execute(s.sql.as_str(), &refs).await?;
+                    check_expected(s, n)?;
+                    counts.push(n);
+                }
+                tx.commit().await?;
+                Ok(counts)
+            }
+        }
+    }
+}
+
+fn check_expected(s: &Stmt, n: u64) -> Result<(), StoreError> {
+    match s.expect_rows {
+        Some(want) if want != n => Err(StoreError::Conflict),
+        _ => Ok(()),
+    }
+}
+
+impl PgPool {
+    async fn get(&self) -> tokio::sync::MutexGuard<'_, tokio_postgres::Client> {
+        for c in &self.clients {
+            if let Ok(g) = c.try_lock() {
+                return g;
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        self.clients[i].lock().await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+/// `$1` → `?1`: SQLite's numbered placeholders bind by number, not by first use.
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+    let mut st = c.prepare_cached(sql)?;
+    let cols = st.column_count();
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut vals = Vec::with_capacity(cols);
+        for i in 0..cols {
+            vals.push(match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => Value::Null,
+                rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
+                rusqlite::types::ValueRef::Real(v) => Value::Int(v as i64),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                }
+            });
+        }
+        out.push(Row(vals));
+    }
+    Ok(out)
+}
+
+fn pg_row(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    let mut vals = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let v = match *col.type_() {
+            Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
+            Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
+            Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into())),
+            _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
+        };
+        vals.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(vals))
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_insert_numbers_placeholders_across_rows() {
+        let rows = vec![params![1i64, "a"], params![2i64, "b"]];
+        let stmts = bulk_insert("INSERT INTO t (n, s) VALUES", "", rows);
+        assert_eq!(stmts.len(), 1);
+        assert_eq!(stmts[0].sql.trim(), "INSERT INTO t (n, s) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(stmts[0].params.len(), 4);
+    }
+
+    #[test]
+    fn bulk_insert_splits_large_batches() {
+        let rows: Vec<Vec<Value>> = (0..10_000i64).map(|i| params![i, i]).collect();
+        let stmts = bulk_insert("INSERT INTO t (a, b) VALUES", "", rows);
+        assert_eq!(stmts.len(), 3);
+        assert_eq!(stmts.iter().map(|s| s.params.len()).sum::<usize>(), 20_000);
+    }
+}
