@@ -15,6 +15,7 @@ mod leases;
 mod migrations;
 pub mod password;
 mod queue;
+mod sessions;
 mod subscribers;
 
 use std::sync::Arc;

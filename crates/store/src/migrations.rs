@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, V1_FOUNDATION),
     (2, crate::queue::MIGRATION),
     (3, crate::enforcement::MIGRATION),
+    (4, crate::sessions::MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "
