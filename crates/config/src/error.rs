@@ -10,10 +10,19 @@ pub enum ConfigError {
     Unreadable { file: PathBuf, reason: String },
     /// The TOML is malformed or a value has the wrong type.
     #[error("{}{}: {}{message}", file.display(), Line(*line), key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
-    Syntax { file: PathBuf, line: Option<usize>, key: Option<String>, message: String },
+    Syntax {
+        file: PathBuf,
+        line: Option<usize>,
+        key: Option<String>,
+        message: String,
+    },
     /// The values parse but do not make sense together.
     #[error("{}: {key}: {reason}", file.display())]
-    Invalid { file: PathBuf, key: String, reason: String },
+    Invalid {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
 }
 
 struct Line(Option<usize>);
@@ -29,7 +38,11 @@ impl fmt::Display for Line {
 
 impl ConfigError {
     /// Turns toml's multi-line report into one line, finding the key at the error.
-    pub(crate) fn from_toml(file: &std::path::Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    pub(crate) fn from_toml(
+        file: &std::path::Path,
+        text: &str,
+        e: &toml::de::Error,
+    ) -> ConfigError {
         let message = e.message().trim().replace('\n', " ");
         let (line, key) = match e.span() {
             Some(span) => {
@@ -38,7 +51,12 @@ impl ConfigError {
             }
             None => (None, None),
         };
-        ConfigError::Syntax { file: file.to_path_buf(), line, key, message }
+        ConfigError::Syntax {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message,
+        }
     }
 }
 
@@ -52,7 +70,9 @@ fn key_at(text: &str, line_no: usize) -> Option<String> {
     }
     let section = lines[..line_no - 1].iter().rev().find_map(|l| {
         let l = l.trim();
-        l.strip_prefix('[').and_then(|r| r.strip_suffix(']')).map(|s| s.trim_matches(['[', ']']).trim().to_string())
+        l.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .map(|s| s.trim_matches(['[', ']']).trim().to_string())
     });
     Some(match section {
         Some(s) => format!("{s}.{name}"),

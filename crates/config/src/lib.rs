@@ -32,15 +32,27 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok((Config::parse(&text, &path)?, Source::File(path))),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok((Config::default(), Source::Defaults)),
-            Err(e) => Err(ConfigError::Unreadable { file: path, reason: e.to_string() }),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((Config::default(), Source::Defaults))
+            }
+            Err(e) => Err(ConfigError::Unreadable {
+                file: path,
+                reason: e.to_string(),
+            }),
         }
     }
 
     /// Parses and validates TOML text; `file` only names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
-        config.validate().map_err(|(key, reason)| ConfigError::Invalid { file: file.to_path_buf(), key, reason })?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+        config
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                file: file.to_path_buf(),
+                key,
+                reason,
+            })?;
         Ok(config)
     }
 }
@@ -62,10 +74,16 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key() {
         let e = parse("[network]\ndynamic_pools = [\"10.0.0.0/33\"]\n").unwrap_err();
-        assert!(e.starts_with("test.toml line 2: network.dynamic_pools:"), "{e}");
+        assert!(
+            e.starts_with("test.toml line 2: network.dynamic_pools:"),
+            "{e}"
+        );
         assert!(e.contains("prefix length must be at most 32"), "{e}");
         let e = parse("[submission]\nmax_message_size = \"big\"\n").unwrap_err();
-        assert!(e.starts_with("test.toml line 2: submission.max_message_size:"), "{e}");
+        assert!(
+            e.starts_with("test.toml line 2: submission.max_message_size:"),
+            "{e}"
+        );
         let e = parse("[store]\nurll = \"x\"\n").unwrap_err();
         assert!(e.contains("unknown field `urll`"), "{e}");
         let e = parse("[delivery]\nmax_queue_time = \"5 days\"\n").unwrap_err();
@@ -75,7 +93,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let e = parse("[network]\ndynamic_pools = [\"10.0.0.0/8\"]\nstatic_pools = [\"10.1.0.0/16\"]\n").unwrap_err();
+        let e = parse(
+            "[network]\ndynamic_pools = [\"10.0.0.0/8\"]\nstatic_pools = [\"10.1.0.0/16\"]\n",
+        )
+        .unwrap_err();
         assert_eq!(e, "test.toml: network.static_pools: dynamic pool 10.0.0.0/8 overlaps static pool 10.1.0.0/16");
         let e = parse("[auth]\nbackend = \"radius\"\n").unwrap_err();
         assert!(e.starts_with("test.toml: auth.radius_servers:"), "{e}");
@@ -117,13 +138,18 @@ complaints = 3
         assert_eq!(c.auth.lockout.as_secs(), 900);
         assert_eq!(c.radius.clients[0].secret, "nas-secret");
         assert_eq!(c.abuse.thresholds.complaints, 3);
-        assert_eq!(c.abuse.thresholds.listings, 1, "unset keys keep their defaults");
+        assert_eq!(
+            c.abuse.thresholds.listings, 1,
+            "unset keys keep their defaults"
+        );
     }
 
     #[test]
     fn load_missing_default_file_gives_defaults_but_named_file_must_exist() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err().to_string();
+        let e = Config::load(Some(&dir.path().join("nope.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope.toml") && e.contains("cannot read"), "{e}");
     }
 }

@@ -25,7 +25,9 @@ impl Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        policy::parse_duration(&s).map(Duration).map_err(serde::de::Error::custom)
+        policy::parse_duration(&s)
+            .map(Duration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -60,7 +62,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: "sqlite://portcullis.db".into(), data_dir: "portcullis-data".into() }
+        StoreConfig {
+            url: "sqlite://portcullis.db".into(),
+            data_dir: "portcullis-data".into(),
+        }
     }
 }
 
@@ -83,7 +88,10 @@ impl Default for NetworkConfig {
 impl NetworkConfig {
     /// The pools as the policy sees them (validated: never overlapping).
     pub fn pools(&self) -> Pools {
-        Pools { dynamic: self.dynamic_pools.clone(), statics: self.static_pools.clone() }
+        Pools {
+            dynamic: self.dynamic_pools.clone(),
+            statics: self.static_pools.clone(),
+        }
     }
 }
 
@@ -146,7 +154,11 @@ pub struct SubmissionLimits {
 
 impl Default for SubmissionLimits {
     fn default() -> Self {
-        SubmissionLimits { recipients_per_message: 100, messages_per_hour: 200, recipients_per_day: 1000 }
+        SubmissionLimits {
+            recipients_per_message: 100,
+            messages_per_hour: 200,
+            recipients_per_day: 1000,
+        }
     }
 }
 
@@ -207,7 +219,9 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             smart_host: None,
             dns_server: None,
-            retry_schedule: [300, 600, 1800, 3600, 7200, 14400].map(Duration::secs).to_vec(),
+            retry_schedule: [300, 600, 1800, 3600, 7200, 14400]
+                .map(Duration::secs)
+                .to_vec(),
             max_queue_time: Duration::secs(5 * 86_400),
             dkim: vec![],
         }
@@ -341,11 +355,13 @@ if spam, a blacklisting or signs of an infected computer are seen from my connec
 ";
 
 fn net(s: &str) -> IpNet {
-    s.parse().unwrap_or_else(|e| unreachable!("built-in prefix {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| unreachable!("built-in prefix {s}: {e}"))
 }
 
 fn sock(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|e| unreachable!("built-in address {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| unreachable!("built-in address {s}: {e}"))
 }
 
 impl Config {
@@ -356,23 +372,41 @@ impl Config {
             && !self.store.url.starts_with("postgres://")
             && !self.store.url.starts_with("postgresql://")
         {
-            return bad("store.url", format!("'{}' must be sqlite://PATH or postgres://...", self.store.url));
+            return bad(
+                "store.url",
+                format!(
+                    "'{}' must be sqlite://PATH or postgres://...",
+                    self.store.url
+                ),
+            );
         }
-        if let Err(e) = Pools::new(self.network.dynamic_pools.clone(), self.network.static_pools.clone()) {
+        if let Err(e) = Pools::new(
+            self.network.dynamic_pools.clone(),
+            self.network.static_pools.clone(),
+        ) {
             return bad("network.static_pools", e.to_string());
         }
         if self.submission.hostname.trim().is_empty() {
             return bad("submission.hostname", "must not be empty".into());
         }
         if self.submission.tls_cert.is_some() != self.submission.tls_key.is_some() {
-            return bad("submission.tls_key", "tls_cert and tls_key go together: set both or neither".into());
+            return bad(
+                "submission.tls_key",
+                "tls_cert and tls_key go together: set both or neither".into(),
+            );
         }
         if self.submission.max_message_size < 1024 {
-            return bad("submission.max_message_size", "must be at least 1024 bytes".into());
+            return bad(
+                "submission.max_message_size",
+                "must be at least 1024 bytes".into(),
+            );
         }
         let l = &self.submission.limits;
         for (key, v) in [
-            ("submission.limits.recipients_per_message", l.recipients_per_message),
+            (
+                "submission.limits.recipients_per_message",
+                l.recipients_per_message,
+            ),
             ("submission.limits.messages_per_hour", l.messages_per_hour),
             ("submission.limits.recipients_per_day", l.recipients_per_day),
         ] {
@@ -382,40 +416,72 @@ impl Config {
         }
         if self.auth.backend == AuthBackend::Radius {
             if self.auth.radius_servers.is_empty() {
-                return bad("auth.radius_servers", "backend = \"radius\" needs at least one server".into());
+                return bad(
+                    "auth.radius_servers",
+                    "backend = \"radius\" needs at least one server".into(),
+                );
             }
             if self.auth.radius_secret.as_deref().unwrap_or("").is_empty() {
-                return bad("auth.radius_secret", "backend = \"radius\" needs the shared secret".into());
+                return bad(
+                    "auth.radius_secret",
+                    "backend = \"radius\" needs the shared secret".into(),
+                );
             }
         }
         if self.auth.max_failures == 0 {
             return bad("auth.max_failures", "must be at least 1".into());
         }
         if self.delivery.retry_schedule.is_empty() {
-            return bad("delivery.retry_schedule", "needs at least one interval".into());
+            return bad(
+                "delivery.retry_schedule",
+                "needs at least one interval".into(),
+            );
         }
         if let Some(host) = &self.delivery.smart_host {
-            if !host.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+            if !host
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
                 return bad("delivery.smart_host", format!("'{host}' must be host:port"));
             }
         }
         for (i, c) in self.radius.clients.iter().enumerate() {
             if c.secret.is_empty() {
-                return bad(&format!("radius.clients[{i}].secret"), "must not be empty".into());
+                return bad(
+                    &format!("radius.clients[{i}].secret"),
+                    "must not be empty".into(),
+                );
             }
         }
-        for (key, f) in [("radius.filter_blocked", &self.radius.filter_blocked), ("radius.filter_open", &self.radius.filter_open)] {
+        for (key, f) in [
+            ("radius.filter_blocked", &self.radius.filter_blocked),
+            ("radius.filter_open", &self.radius.filter_open),
+        ] {
             if f.is_empty() || f.len() > 253 {
                 return bad(key, "must be 1 to 253 characters".into());
             }
         }
         let t = &self.enforce.table;
-        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || t.as_bytes()[0].is_ascii_digit() {
-            return bad("enforce.table", format!("'{t}' must be a name of letters, digits, _ and - (not starting with a digit)"));
+        if t.is_empty()
+            || t.len() > 64
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || t.as_bytes()[0].is_ascii_digit()
+        {
+            return bad(
+                "enforce.table",
+                format!(
+                    "'{t}' must be a name of letters, digits, _ and - (not starting with a digit)"
+                ),
+            );
         }
         for (i, z) in self.abuse.dnsbl_zones.iter().enumerate() {
             if z.is_empty() || z.contains(char::is_whitespace) || z.starts_with('.') {
-                return bad(&format!("abuse.dnsbl_zones[{i}]"), format!("'{z}' is not a DNS zone"));
+                return bad(
+                    &format!("abuse.dnsbl_zones[{i}]"),
+                    format!("'{z}' is not a DNS zone"),
+                );
             }
         }
         Ok(())

@@ -95,7 +95,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("'{text}' has an unknown unit '{unit}' (use s, m, h, d or w)")),
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit '{unit}' (use s, m, h, d or w)"
+            ))
+        }
     };
     n.checked_mul(secs)
         .map(Duration::from_secs)
@@ -119,7 +123,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
         assert!(parse_duration("7").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());

@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn half_open_intervals() {
-        let ls = vec![lease("ann", "100.64.0.5", 100, Some(200)), lease("bob", "100.64.0.5", 200, None)];
+        let ls = vec![
+            lease("ann", "100.64.0.5", 100, Some(200)),
+            lease("bob", "100.64.0.5", 200, None),
+        ];
         let ip = "100.64.0.5".parse().unwrap();
         assert_eq!(who_held(&ls, ip, Timestamp(99)), None);
         assert_eq!(who_held(&ls, ip, Timestamp(100)).unwrap().login, "ann");
@@ -92,7 +95,12 @@ mod tests {
     #[test]
     fn ipv6_prefix_matches_any_address_inside() {
         let ls = vec![lease("cat", "2001:db8:1200::/56", 0, None)];
-        assert_eq!(who_held(&ls, "2001:db8:1200:42::9".parse().unwrap(), Timestamp(5)).unwrap().login, "cat");
+        assert_eq!(
+            who_held(&ls, "2001:db8:1200:42::9".parse().unwrap(), Timestamp(5))
+                .unwrap()
+                .login,
+            "cat"
+        );
         assert!(who_held(&ls, "2001:db8:1300::1".parse().unwrap(), Timestamp(5)).is_none());
     }
 }

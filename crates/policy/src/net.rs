@@ -46,7 +46,10 @@ impl IpNet {
 
     /// A single address as a /32 or /128.
     pub fn host(addr: IpAddr) -> IpNet {
-        IpNet { addr, prefix: max_prefix(&addr) }
+        IpNet {
+            addr,
+            prefix: max_prefix(&addr),
+        }
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -68,7 +71,10 @@ impl IpNet {
     /// The same prefix with host bits cleared.
     fn network(&self) -> IpNet {
         let (lo, _) = range_of(self.addr, self.prefix);
-        IpNet { addr: key_to_addr(lo, self.addr.is_ipv4()), prefix: self.prefix }
+        IpNet {
+            addr: key_to_addr(lo, self.addr.is_ipv4()),
+            prefix: self.prefix,
+        }
     }
 
     /// First and last key covered, inclusive.
@@ -128,7 +134,11 @@ fn range_of(addr: IpAddr, prefix: u8) -> (u128, u128) {
     let width = u32::from(max_prefix(&addr));
     let host_bits = width - u32::from(prefix);
     let k = addr_key(addr);
-    let mask: u128 = if host_bits == 0 { 0 } else { (1u128 << host_bits) - 1 };
+    let mask: u128 = if host_bits == 0 {
+        0
+    } else {
+        (1u128 << host_bits) - 1
+    };
     (k & !mask, k | mask)
 }
 
@@ -137,7 +147,10 @@ impl FromStr for IpNet {
     fn from_str(s: &str) -> Result<IpNet, NetError> {
         let s = s.trim();
         match s.split_once('/') {
-            None => s.parse::<IpAddr>().map(IpNet::host).map_err(|_| NetError::Malformed(s.to_string())),
+            None => s
+                .parse::<IpAddr>()
+                .map(IpNet::host)
+                .map_err(|_| NetError::Malformed(s.to_string())),
             Some((a, p)) => {
                 let addr: IpAddr = a.parse().map_err(|_| NetError::Malformed(s.to_string()))?;
                 if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 3 {
@@ -191,11 +204,23 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "300.1.1.1", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/33", "::/129", "abc", "10.0.0.0/+8"] {
+        for bad in [
+            "",
+            "300.1.1.1",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "10.0.0.0/33",
+            "::/129",
+            "abc",
+            "10.0.0.0/+8",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad} should fail");
         }
         let e = "10.0.0.1/8".parse::<IpNet>().unwrap_err();
-        assert_eq!(e.to_string(), "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?");
+        assert_eq!(
+            e.to_string(),
+            "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?"
+        );
     }
 
     #[test]
@@ -204,7 +229,10 @@ mod tests {
         assert!(pool.contains("100.64.0.1".parse().unwrap()));
         assert!(pool.contains("100.127.255.255".parse().unwrap()));
         assert!(!pool.contains("100.128.0.0".parse().unwrap()));
-        assert!(!pool.contains("::ffff:100.64.0.1".parse().unwrap()), "IPv6 never matches an IPv4 prefix");
+        assert!(
+            !pool.contains("::ffff:100.64.0.1".parse().unwrap()),
+            "IPv6 never matches an IPv4 prefix"
+        );
         let p6 = net("2001:db8:1200::/56");
         assert!(p6.contains("2001:db8:1200:ff::1".parse().unwrap()));
         assert!(!p6.contains("2001:db8:1201::1".parse().unwrap()));

@@ -62,20 +62,39 @@ mod tests {
 
     #[test]
     fn overlap_is_refused() {
-        let e = Pools::new(vec!["10.0.0.0/8".parse().unwrap()], vec!["10.1.0.0/24".parse().unwrap()]).unwrap_err();
-        assert_eq!(e.to_string(), "dynamic pool 10.0.0.0/8 overlaps static pool 10.1.0.0/24");
+        let e = Pools::new(
+            vec!["10.0.0.0/8".parse().unwrap()],
+            vec!["10.1.0.0/24".parse().unwrap()],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dynamic pool 10.0.0.0/8 overlaps static pool 10.1.0.0/24"
+        );
     }
 
     #[test]
     fn classifies() {
         let p = Pools::new(
-            vec!["100.64.0.0/10".parse().unwrap(), "2001:db8:8000::/33".parse().unwrap()],
+            vec![
+                "100.64.0.0/10".parse().unwrap(),
+                "2001:db8:8000::/33".parse().unwrap(),
+            ],
             vec!["198.51.100.0/24".parse().unwrap()],
         )
         .unwrap();
-        assert_eq!(p.classify("100.64.1.1".parse().unwrap()), Some(PoolKind::Dynamic));
-        assert_eq!(p.classify("2001:db8:8000::1".parse().unwrap()), Some(PoolKind::Dynamic));
-        assert_eq!(p.classify("198.51.100.9".parse().unwrap()), Some(PoolKind::Static));
+        assert_eq!(
+            p.classify("100.64.1.1".parse().unwrap()),
+            Some(PoolKind::Dynamic)
+        );
+        assert_eq!(
+            p.classify("2001:db8:8000::1".parse().unwrap()),
+            Some(PoolKind::Dynamic)
+        );
+        assert_eq!(
+            p.classify("198.51.100.9".parse().unwrap()),
+            Some(PoolKind::Static)
+        );
         assert_eq!(p.classify("8.8.8.8".parse().unwrap()), None);
         assert!(p.is_static(&"198.51.100.16/28".parse().unwrap()));
         assert!(!p.is_static(&"198.51.100.0/23".parse().unwrap()));

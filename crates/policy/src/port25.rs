@@ -75,15 +75,30 @@ impl Port25State {
         use Port25Action as A;
         use Port25State as S;
         match (action, self) {
-            (A::RequestOptOut { aup_accepted: false }, _) => Err(TransitionError::AupNotAccepted),
-            (A::RequestOptOut { .. }, _) if plan == Plan::Static => Err(TransitionError::StaticNeedsNoOptOut),
+            (
+                A::RequestOptOut {
+                    aup_accepted: false,
+                },
+                _,
+            ) => Err(TransitionError::AupNotAccepted),
+            (A::RequestOptOut { .. }, _) if plan == Plan::Static => {
+                Err(TransitionError::StaticNeedsNoOptOut)
+            }
             (A::RequestOptOut { .. }, S::Blocked) => Ok(S::OptoutPending),
             (A::RequestOptOut { .. }, S::OptoutPending) => Err(TransitionError::AlreadyPending),
-            (A::RequestOptOut { .. }, S::OptedOut | S::Exempt) => Err(TransitionError::AlreadyOpen(self)),
-            (A::RequestOptOut { .. }, S::Reinstated) => Err(TransitionError::ReinstatedNeedsOperator),
+            (A::RequestOptOut { .. }, S::OptedOut | S::Exempt) => {
+                Err(TransitionError::AlreadyOpen(self))
+            }
+            (A::RequestOptOut { .. }, S::Reinstated) => {
+                Err(TransitionError::ReinstatedNeedsOperator)
+            }
 
             (A::ApproveOptOut | A::DenyOptOut, S::OptoutPending) => {
-                Ok(if matches!(action, A::ApproveOptOut) { S::OptedOut } else { S::Blocked })
+                Ok(if matches!(action, A::ApproveOptOut) {
+                    S::OptedOut
+                } else {
+                    S::Blocked
+                })
             }
             (A::ApproveOptOut | A::DenyOptOut, _) => Err(TransitionError::NoPendingRequest(self)),
 
@@ -126,7 +141,9 @@ impl FromStr for Port25State {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Port25Action {
     /// The subscriber asks to open port 25 (must accept the acceptable use policy).
-    RequestOptOut { aup_accepted: bool },
+    RequestOptOut {
+        aup_accepted: bool,
+    },
     ApproveOptOut,
     DenyOptOut,
     /// An operator closes port 25 whatever the state.
@@ -158,13 +175,17 @@ impl Port25Action {
 pub enum TransitionError {
     #[error("the acceptable use policy must be accepted to request an opt-out (--accept-aup)")]
     AupNotAccepted,
-    #[error("static subscribers are exempt: port 25 is already open, there is nothing to opt out of")]
+    #[error(
+        "static subscribers are exempt: port 25 is already open, there is nothing to opt out of"
+    )]
     StaticNeedsNoOptOut,
     #[error("an opt-out request is already pending")]
     AlreadyPending,
     #[error("port 25 is already open (state {0})")]
     AlreadyOpen(Port25State),
-    #[error("port 25 was blocked again after abuse (state reinstated); only an operator can re-open it")]
+    #[error(
+        "port 25 was blocked again after abuse (state reinstated); only an operator can re-open it"
+    )]
     ReinstatedNeedsOperator,
     #[error("there is no pending opt-out request (state {0})")]
     NoPendingRequest(Port25State),
@@ -243,28 +264,60 @@ mod tests {
         assert!(s.is_open());
         let s = s.apply(Plan::Dynamic, &A::Reinstate).unwrap();
         assert_eq!(s, S::Reinstated);
-        assert_eq!(s.apply(Plan::Dynamic, &REQ), Err(TransitionError::ReinstatedNeedsOperator));
+        assert_eq!(
+            s.apply(Plan::Dynamic, &REQ),
+            Err(TransitionError::ReinstatedNeedsOperator)
+        );
         assert_eq!(s.apply(Plan::Dynamic, &A::Unblock), Ok(S::OptedOut));
     }
 
     #[test]
     fn deny_returns_to_blocked() {
-        assert_eq!(S::OptoutPending.apply(Plan::Dynamic, &A::DenyOptOut), Ok(S::Blocked));
+        assert_eq!(
+            S::OptoutPending.apply(Plan::Dynamic, &A::DenyOptOut),
+            Ok(S::Blocked)
+        );
     }
 
     #[test]
     fn refusals_say_why() {
-        assert_eq!(S::Blocked.apply(Plan::Dynamic, &A::ApproveOptOut), Err(TransitionError::NoPendingRequest(S::Blocked)));
-        assert_eq!(S::Exempt.apply(Plan::Static, &REQ), Err(TransitionError::StaticNeedsNoOptOut));
         assert_eq!(
-            S::Blocked.apply(Plan::Dynamic, &A::RequestOptOut { aup_accepted: false }),
+            S::Blocked.apply(Plan::Dynamic, &A::ApproveOptOut),
+            Err(TransitionError::NoPendingRequest(S::Blocked))
+        );
+        assert_eq!(
+            S::Exempt.apply(Plan::Static, &REQ),
+            Err(TransitionError::StaticNeedsNoOptOut)
+        );
+        assert_eq!(
+            S::Blocked.apply(
+                Plan::Dynamic,
+                &A::RequestOptOut {
+                    aup_accepted: false
+                }
+            ),
             Err(TransitionError::AupNotAccepted)
         );
-        assert_eq!(S::OptoutPending.apply(Plan::Dynamic, &REQ), Err(TransitionError::AlreadyPending));
-        assert_eq!(S::OptedOut.apply(Plan::Dynamic, &REQ), Err(TransitionError::AlreadyOpen(S::OptedOut)));
-        assert_eq!(S::Blocked.apply(Plan::Dynamic, &A::Reinstate), Err(TransitionError::NothingToReinstate(S::Blocked)));
-        assert_eq!(S::Reinstated.apply(Plan::Dynamic, &A::Block), Err(TransitionError::AlreadyReinstated));
-        assert_eq!(S::Exempt.apply(Plan::Static, &A::Unblock), Err(TransitionError::AlreadyOpen(S::Exempt)));
+        assert_eq!(
+            S::OptoutPending.apply(Plan::Dynamic, &REQ),
+            Err(TransitionError::AlreadyPending)
+        );
+        assert_eq!(
+            S::OptedOut.apply(Plan::Dynamic, &REQ),
+            Err(TransitionError::AlreadyOpen(S::OptedOut))
+        );
+        assert_eq!(
+            S::Blocked.apply(Plan::Dynamic, &A::Reinstate),
+            Err(TransitionError::NothingToReinstate(S::Blocked))
+        );
+        assert_eq!(
+            S::Reinstated.apply(Plan::Dynamic, &A::Block),
+            Err(TransitionError::AlreadyReinstated)
+        );
+        assert_eq!(
+            S::Exempt.apply(Plan::Static, &A::Unblock),
+            Err(TransitionError::AlreadyOpen(S::Exempt))
+        );
         assert_eq!(
             TransitionError::NoPendingRequest(S::Blocked).to_string(),
             "there is no pending opt-out request (state blocked)"
@@ -274,16 +327,34 @@ mod tests {
     #[test]
     fn operator_block_and_unblock_follow_plan() {
         assert_eq!(S::Exempt.apply(Plan::Static, &A::Block), Ok(S::Reinstated));
-        assert_eq!(S::Reinstated.apply(Plan::Static, &A::Unblock), Ok(S::Exempt));
-        assert_eq!(S::Blocked.apply(Plan::Dynamic, &A::Unblock), Ok(S::OptedOut));
-        assert_eq!(S::OptoutPending.apply(Plan::Dynamic, &A::Block), Ok(S::Reinstated));
+        assert_eq!(
+            S::Reinstated.apply(Plan::Static, &A::Unblock),
+            Ok(S::Exempt)
+        );
+        assert_eq!(
+            S::Blocked.apply(Plan::Dynamic, &A::Unblock),
+            Ok(S::OptedOut)
+        );
+        assert_eq!(
+            S::OptoutPending.apply(Plan::Dynamic, &A::Block),
+            Ok(S::Reinstated)
+        );
     }
 
     #[test]
     fn plan_changes() {
-        assert_eq!(S::OptedOut.apply(Plan::Dynamic, &A::PlanChanged(Plan::Static)), Ok(S::Exempt));
-        assert_eq!(S::Exempt.apply(Plan::Static, &A::PlanChanged(Plan::Dynamic)), Ok(S::Blocked));
-        assert_eq!(S::Reinstated.apply(Plan::Dynamic, &A::PlanChanged(Plan::Static)), Ok(S::Reinstated));
+        assert_eq!(
+            S::OptedOut.apply(Plan::Dynamic, &A::PlanChanged(Plan::Static)),
+            Ok(S::Exempt)
+        );
+        assert_eq!(
+            S::Exempt.apply(Plan::Static, &A::PlanChanged(Plan::Dynamic)),
+            Ok(S::Blocked)
+        );
+        assert_eq!(
+            S::Reinstated.apply(Plan::Dynamic, &A::PlanChanged(Plan::Static)),
+            Ok(S::Reinstated)
+        );
     }
 
     #[test]
@@ -291,7 +362,11 @@ mod tests {
         for s in S::ALL {
             assert_eq!(s.as_str().parse::<S>().unwrap(), s);
         }
-        for a in [Actor::Operator("ann".into()), Actor::Customer("bob".into()), Actor::System("abuse".into())] {
+        for a in [
+            Actor::Operator("ann".into()),
+            Actor::Customer("bob".into()),
+            Actor::System("abuse".into()),
+        ] {
             assert_eq!(a.to_string().parse::<Actor>().unwrap(), a);
         }
     }

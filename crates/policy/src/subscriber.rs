@@ -79,7 +79,9 @@ pub enum SubscriberError {
 pub fn validate_login(login: &str) -> Result<(), SubscriberError> {
     let ok = !login.is_empty()
         && login.len() <= 128
-        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b));
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -91,13 +93,20 @@ fn valid_domain(d: &str) -> bool {
     !d.is_empty()
         && d.len() <= 253
         && d.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
         })
 }
 
 pub fn validate_email(addr: &str) -> Result<(), SubscriberError> {
     match addr.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !local.contains(char::is_whitespace) && valid_domain(domain) => {
+        Some((local, domain))
+            if !local.is_empty()
+                && !local.contains(char::is_whitespace)
+                && valid_domain(domain) =>
+        {
             Ok(())
         }
         _ => Err(SubscriberError::BadEmail(addr.to_string())),
@@ -123,11 +132,16 @@ impl Subscriber {
     pub fn owns_sender(&self, addr: &str) -> bool {
         let addr = addr.to_ascii_lowercase();
         let domain = addr.rsplit_once('@').map(|(_, d)| d);
-        self.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&addr))
-            || self.allowed_senders.iter().any(|s| match s.strip_prefix('@') {
-                Some(d) => domain == Some(d),
-                None => *s == addr,
-            })
+        self.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(&addr))
+            || self
+                .allowed_senders
+                .iter()
+                .any(|s| match s.strip_prefix('@') {
+                    Some(d) => domain == Some(d),
+                    None => *s == addr,
+                })
     }
 }
 

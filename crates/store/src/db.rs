@@ -69,7 +69,9 @@ impl Row {
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         match self.0.get(i) {
             Some(Value::Int(v)) => Ok(*v),
-            other => Err(StoreError::Corrupt(format!("column {i}: expected integer, found {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected integer, found {other:?}"
+            ))),
         }
     }
     pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
@@ -81,7 +83,9 @@ impl Row {
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
         match self.0.get(i) {
             Some(Value::Text(v)) => Ok(v.clone()),
-            other => Err(StoreError::Corrupt(format!("column {i}: expected text, found {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected text, found {other:?}"
+            ))),
         }
     }
     pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
@@ -104,7 +108,11 @@ pub struct Stmt {
 
 impl Stmt {
     pub fn new(sql: impl Into<String>, params: Vec<Value>) -> Stmt {
-        Stmt { sql: sql.into(), params, expect_rows: None }
+        Stmt {
+            sql: sql.into(),
+            params,
+            expect_rows: None,
+        }
     }
     pub fn expect(mut self, rows: u64) -> Stmt {
         self.expect_rows = Some(rows);
@@ -161,23 +169,29 @@ const EVENT_LOCK: i64 = 0x706f_7274_6375;
 impl Db {
     pub(crate) async fn open_sqlite(path: &str) -> Result<Db, StoreError> {
         let path = path.to_string();
-        let conn = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, StoreError> {
-            let conn = rusqlite::Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
-            conn.busy_timeout(Duration::from_secs(30)).map_err(|e| StoreError::open(&path, e))?;
-            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        let conn =
+            tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, StoreError> {
+                let conn =
+                    rusqlite::Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
+                conn.busy_timeout(Duration::from_secs(30))
+                    .map_err(|e| StoreError::open(&path, e))?;
+                conn.execute_batch(
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                )
                 .map_err(|e| StoreError::open(&path, e))?;
-            Ok(conn)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
+                Ok(conn)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
         Ok(Db::Sqlite(Arc::new(Mutex::new(conn))))
     }
 
     pub(crate) async fn open_postgres(url: &str, pool_size: usize) -> Result<Db, StoreError> {
         let mut clients = Vec::new();
         for _ in 0..pool_size.max(1) {
-            let (client, conn) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| StoreError::open(url, e))?;
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| StoreError::open(url, e))?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::error!("postgres connection ended: {e}");
@@ -185,7 +199,10 @@ impl Db {
             });
             clients.push(tokio::sync::Mutex::new(client));
         }
-        Ok(Db::Postgres(Arc::new(PgPool { clients, next: AtomicUsize::new(0) })))
+        Ok(Db::Postgres(Arc::new(PgPool {
+            clients,
+            next: AtomicUsize::new(0),
+        })))
     }
 
     pub(crate) fn is_postgres(&self) -> bool {
@@ -199,7 +216,9 @@ impl Db {
                 let conn = conn.clone();
                 let script = script.to_string();
                 blocking(move || {
-                    let c = conn.lock().map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    let c = conn
+                        .lock()
+                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
                     c.execute_batch(&script).map_err(StoreError::from)
                 })
                 .await
@@ -211,39 +230,57 @@ impl Db {
         }
     }
 
-    pub(crate) async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Vec<Row>, StoreError> {
         match self {
             Db::Sqlite(conn) => {
                 let conn = conn.clone();
                 let sql = sqlite_sql(sql);
                 blocking(move || {
-                    let c = conn.lock().map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    let c = conn
+                        .lock()
+                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
                     sqlite_query(&c, &sql, &params)
                 })
                 .await
             }
             Db::Postgres(pool) => {
                 let c = pool.get().await;
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                 let rows = c.query(sql, &refs).await?;
                 rows.iter().map(pg_row).collect()
             }
         }
     }
 
-    pub(crate) async fn query_one(&self, sql: &str, params: Vec<Value>) -> Result<Option<Row>, StoreError> {
+    pub(crate) async fn query_one(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
     /// Runs `stmts` in one transaction; returns the rows each touched. With
     /// `orders_events`, takes the event lock first (see [`EVENT_LOCK`]).
-    pub(crate) async fn tx(&self, stmts: Vec<Stmt>, orders_events: bool) -> Result<Vec<u64>, StoreError> {
+    pub(crate) async fn tx(
+        &self,
+        stmts: Vec<Stmt>,
+        orders_events: bool,
+    ) -> Result<Vec<u64>, StoreError> {
         match self {
             Db::Sqlite(conn) => {
                 let conn = conn.clone();
                 blocking(move || {
-                    let mut c = conn.lock().map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
-                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let mut c = conn
+                        .lock()
+                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     let mut counts = Vec::with_capacity(stmts.len());
                     for s in &stmts {
                         let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
@@ -260,11 +297,13 @@ impl Db {
                 let mut c = pool.get().await;
                 let tx = c.transaction().await?;
                 if orders_events {
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOCK]).await?;
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOCK])
+                        .await?;
                 }
                 let mut counts = Vec::with_capacity(stmts.len());
                 for s in &stmts {
-                    let refs: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                     let n = tx.execute(s.sql.as_str(), &refs).await?;
                     check_expected(s, n)?;
                     counts.push(n);
@@ -298,7 +337,9 @@ impl PgPool {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
 /// `$1` → `?1`: SQLite's numbered placeholders bind by number, not by first use.
@@ -306,7 +347,11 @@ fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+fn sqlite_query(
+    c: &rusqlite::Connection,
+    sql: &str,
+    params: &[Value],
+) -> Result<Vec<Row>, StoreError> {
     let mut st = c.prepare_cached(sql)?;
     let cols = st.column_count();
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
@@ -333,9 +378,15 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
     for (i, col) in r.columns().iter().enumerate() {
         let v = match *col.type_() {
             Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
-            Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
-            Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
-            Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into())),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v.into())),
             _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
         };
         vals.push(v.unwrap_or(Value::Null));
@@ -355,7 +406,11 @@ impl rusqlite::ToSql for Value {
 }
 
 impl ToSql for Value {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match self {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(v) => match *ty {
@@ -384,7 +439,10 @@ mod tests {
         let rows = vec![params![1i64, "a"], params![2i64, "b"]];
         let stmts = bulk_insert("INSERT INTO t (n, s) VALUES", "", rows);
         assert_eq!(stmts.len(), 1);
-        assert_eq!(stmts[0].sql.trim(), "INSERT INTO t (n, s) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(
+            stmts[0].sql.trim(),
+            "INSERT INTO t (n, s) VALUES ($1, $2), ($3, $4)"
+        );
         assert_eq!(stmts[0].params.len(), 4);
     }
 

@@ -1,4 +1,157 @@
-//! Queries that enforcement (nftables, RADIUS) needs from the store.
+//! Queries that network enforcement (the nftables table) needs from the store: which
+//! addresses deviate from their pool's default. Dynamic addresses are blocked unless
+//! their holder is `opted-out`; static addresses are open unless their holder is
+//! `reinstated`. So only those two states produce set elements, and every query here
+//! starts from the subscribers in them (indexed by state), joined to their open
+//! leases or static addresses. Deciding what the network does with them is the
+//! `enforce` crate's job, not this one's.
 
-/// Schema version 3: enforcement state.
-pub(crate) const MIGRATION: &str = "SELECT 1;";
+use policy::{IpNet, Port25State};
+
+use crate::db::{Row, Value};
+use crate::error::StoreError;
+use crate::{params, Store};
+
+/// Schema version 3: indexes for the enforcement queries. `subscribers (port25)` finds
+/// the few opted-out and reinstated subscribers among a million; the partial index on
+/// open leases answers "open leases of this login" without touching history.
+pub(crate) const MIGRATION: &str = "
+CREATE INDEX subscribers_port25 ON subscribers (port25, login);
+CREATE INDEX leases_open_login ON leases (login, net) WHERE end_at IS NULL;
+";
+
+/// One address or prefix held by a subscriber, as enforcement sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldNet {
+    pub login: String,
+    pub net: IpNet,
+}
+
+/// What enforcement needs to know about one subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnforcementState {
+    pub login: String,
+    pub port25: Port25State,
+    /// Prefixes of the subscriber's open leases (static addresses included).
+    pub open_leases: Vec<IpNet>,
+    /// The subscriber's static addresses.
+    pub static_ips: Vec<IpNet>,
+}
+
+fn held(r: &Row) -> Result<HeldNet, StoreError> {
+    Ok(HeldNet {
+        login: r.text(0)?,
+        net: parse_net(&r.text(1)?)?,
+    })
+}
+
+fn parse_net(s: &str) -> Result<IpNet, StoreError> {
+    s.parse()
+        .map_err(|e: policy::NetError| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Open leases of every subscriber whose port-25 state is `opted-out`.
+    pub async fn opted_out_open_leases(&self) -> Result<Vec<HeldNet>, StoreError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT l.login, l.net FROM subscribers s JOIN leases l ON l.login = s.login \
+                 WHERE s.port25 = $1 AND l.end_at IS NULL",
+                params![Port25State::OptedOut.as_str()],
+            )
+            .await?;
+        rows.iter().map(held).collect()
+    }
+
+    /// Static addresses of every subscriber whose port-25 state is `reinstated`.
+    pub async fn reinstated_static_addresses(&self) -> Result<Vec<HeldNet>, StoreError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT a.login, a.net FROM subscribers s JOIN static_addresses a ON a.login = s.login \
+                 WHERE s.port25 = $1",
+                params![Port25State::Reinstated.as_str()],
+            )
+            .await?;
+        rows.iter().map(held).collect()
+    }
+
+    /// The current open leases of one subscriber.
+    pub async fn open_leases_of(&self, login: &str) -> Result<Vec<IpNet>, StoreError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT net FROM leases WHERE login = $1 AND end_at IS NULL ORDER BY net",
+                params![login],
+            )
+            .await?;
+        rows.iter().map(|r| parse_net(&r.text(0)?)).collect()
+    }
+
+    /// State, open leases and static addresses of each of `logins` that exists
+    /// (unknown logins are left out). Three queries per 500 logins.
+    pub async fn enforcement_states(
+        &self,
+        logins: &[String],
+    ) -> Result<Vec<EnforcementState>, StoreError> {
+        let mut out = Vec::with_capacity(logins.len());
+        for chunk in logins.chunks(500) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let values = || chunk.iter().map(Value::from).collect::<Vec<_>>();
+            let subs = self
+                .db
+                .query(
+                    &format!("SELECT login, port25 FROM subscribers WHERE login IN ({list})"),
+                    values(),
+                )
+                .await?;
+            let leases = self
+                .db
+                .query(
+                    &format!(
+                        "SELECT login, net FROM leases WHERE login IN ({list}) AND end_at IS NULL"
+                    ),
+                    values(),
+                )
+                .await?;
+            let statics = self
+                .db
+                .query(
+                    &format!("SELECT login, net FROM static_addresses WHERE login IN ({list})"),
+                    values(),
+                )
+                .await?;
+            let first = out.len();
+            for r in &subs {
+                out.push(EnforcementState {
+                    login: r.text(0)?,
+                    port25: r.text(1)?.parse().map_err(StoreError::Corrupt)?,
+                    open_leases: Vec::new(),
+                    static_ips: Vec::new(),
+                });
+            }
+            let index: std::collections::HashMap<String, usize> = out[first..]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.login.clone(), first + i))
+                .collect();
+            for r in &leases {
+                let h = held(r)?;
+                if let Some(&i) = index.get(&h.login) {
+                    out[i].open_leases.push(h.net);
+                }
+            }
+            for r in &statics {
+                let h = held(r)?;
+                if let Some(&i) = index.get(&h.login) {
+                    out[i].static_ips.push(h.net);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -27,7 +27,10 @@ pub enum StoreError {
     AddressTaken(IpNet, String),
     /// The port-25 state machine refused the step.
     #[error("{login}: {source}")]
-    Transition { login: String, source: TransitionError },
+    Transition {
+        login: String,
+        source: TransitionError,
+    },
     /// Input that the store refuses, with the reason.
     #[error("{0}")]
     Invalid(String),
@@ -38,7 +41,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn open(url: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Open { url: url.to_string(), reason: e.to_string() }
+        StoreError::Open {
+            url: url.to_string(),
+            reason: e.to_string(),
+        }
     }
 }
 

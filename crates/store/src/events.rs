@@ -24,7 +24,12 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
-pub(crate) fn append(at: Timestamp, kind: &str, login: Option<&str>, payload: serde_json::Value) -> Stmt {
+pub(crate) fn append(
+    at: Timestamp,
+    kind: &str,
+    login: Option<&str>,
+    payload: serde_json::Value,
+) -> Stmt {
     Stmt::new(
         "INSERT INTO events (at, kind, login, payload) VALUES ($1, $2, $3, $4)",
         params![at.0, kind, login, payload.to_string()],
@@ -48,7 +53,8 @@ impl Store {
                     at: Timestamp(r.int(1)?),
                     kind: r.text(2)?,
                     login: r.opt_text(3)?,
-                    payload: serde_json::from_str(&r.text(4)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    payload: serde_json::from_str(&r.text(4)?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 })
             })
             .collect()
@@ -56,14 +62,20 @@ impl Store {
 
     /// The id of the newest event, 0 when the log is empty.
     pub async fn last_event_id(&self) -> Result<i64, StoreError> {
-        let r = self.db.query_one("SELECT COALESCE(MAX(id), 0) FROM events", vec![]).await?;
+        let r = self
+            .db
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM events", vec![])
+            .await?;
         r.map_or(Ok(0), |r| r.int(0))
     }
 
     /// A follower that starts after event `cursor` (use [`Store::last_event_id`] to
     /// see only what happens from now on).
     pub fn follow(&self, cursor: i64) -> EventFollower {
-        EventFollower { store: self.clone(), cursor }
+        EventFollower {
+            store: self.clone(),
+            cursor,
+        }
     }
 }
 

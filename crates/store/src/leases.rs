@@ -67,10 +67,14 @@ fn parse_lease(r: &Row) -> Result<LeaseRecord, StoreError> {
         id: r.int(0)?,
         lease: Lease {
             login: r.text(1)?,
-            net: r.text(2)?.parse().map_err(|e: policy::NetError| StoreError::Corrupt(e.to_string()))?,
+            net: r
+                .text(2)?
+                .parse()
+                .map_err(|e: policy::NetError| StoreError::Corrupt(e.to_string()))?,
             start: Timestamp(r.int(3)?),
             end: r.opt_int(4)?.map(Timestamp),
-            source: LeaseSource::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("lease source '{source}'")))?,
+            source: LeaseSource::parse(&source)
+                .ok_or_else(|| StoreError::Corrupt(format!("lease source '{source}'")))?,
         },
         session_id: r.opt_text(6)?,
         nas: r.opt_text(7)?,
@@ -92,7 +96,8 @@ fn lease_values(l: &NewLease) -> Vec<Value> {
     ]
 }
 
-const LEASE_INSERT: &str = "INSERT INTO leases (login, net, lo, hi, start_at, end_at, source, session_id, nas) VALUES";
+const LEASE_INSERT: &str =
+    "INSERT INTO leases (login, net, lo, hi, start_at, end_at, source, session_id, nas) VALUES";
 
 impl Store {
     /// Logins among `logins` that are not subscribers.
@@ -101,7 +106,10 @@ impl Store {
         for chunk in logins.chunks(500) {
             let sql = format!(
                 "SELECT login FROM subscribers WHERE login IN ({})",
-                (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             let found: HashSet<String> = self
                 .db
@@ -110,16 +118,30 @@ impl Store {
                 .iter()
                 .map(|r| r.text(0))
                 .collect::<Result<_, _>>()?;
-            missing.extend(chunk.iter().filter(|l| !found.contains(**l)).map(|l| l.to_string()));
+            missing.extend(
+                chunk
+                    .iter()
+                    .filter(|l| !found.contains(**l))
+                    .map(|l| l.to_string()),
+            );
         }
         Ok(missing)
     }
 
     /// Records many leases in one transaction (the caller checked logins and times).
-    pub async fn import_leases(&self, leases: &[NewLease], actor: &Actor) -> Result<usize, StoreError> {
+    pub async fn import_leases(
+        &self,
+        leases: &[NewLease],
+        actor: &Actor,
+    ) -> Result<usize, StoreError> {
         let now = self.now();
         let mut stmts = bulk_insert(LEASE_INSERT, "", leases.iter().map(lease_values).collect());
-        stmts.push(append(now, "lease.imported", None, json!({ "count": leases.len(), "actor": actor })));
+        stmts.push(append(
+            now,
+            "lease.imported",
+            None,
+            json!({ "count": leases.len(), "actor": actor }),
+        ));
         self.db.tx(stmts, true).await?;
         Ok(leases.len())
     }
@@ -128,15 +150,28 @@ impl Store {
     pub async fn open_lease(&self, lease: &NewLease) -> Result<(), StoreError> {
         let now = self.now();
         let stmts = vec![
-            Stmt::new(format!("{LEASE_INSERT} ($1, $2, $3, $4, $5, $6, $7, $8, $9)"), lease_values(lease)),
-            append(now, "lease.opened", Some(&lease.login), json!({ "net": lease.net, "session_id": lease.session_id, "nas": lease.nas })),
+            Stmt::new(
+                format!("{LEASE_INSERT} ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+                lease_values(lease),
+            ),
+            append(
+                now,
+                "lease.opened",
+                Some(&lease.login),
+                json!({ "net": lease.net, "session_id": lease.session_id, "nas": lease.nas }),
+            ),
         ];
         self.db.tx(stmts, true).await?;
         Ok(())
     }
 
     /// Closes the open lease of `session_id` from `nas`; false when there was none.
-    pub async fn close_lease(&self, nas: IpAddr, session_id: &str, end: Timestamp) -> Result<bool, StoreError> {
+    pub async fn close_lease(
+        &self,
+        nas: IpAddr,
+        session_id: &str,
+        end: Timestamp,
+    ) -> Result<bool, StoreError> {
         let Some(r) = self
             .db
             .query_one(
@@ -149,8 +184,17 @@ impl Store {
         };
         let l = parse_lease(&r)?;
         let stmts = vec![
-            Stmt::new("UPDATE leases SET end_at = $1 WHERE id = $2 AND end_at IS NULL", params![end.0, l.id]).expect(1),
-            append(self.now(), "lease.closed", Some(&l.lease.login), json!({ "net": l.lease.net, "session_id": session_id })),
+            Stmt::new(
+                "UPDATE leases SET end_at = $1 WHERE id = $2 AND end_at IS NULL",
+                params![end.0, l.id],
+            )
+            .expect(1),
+            append(
+                self.now(),
+                "lease.closed",
+                Some(&l.lease.login),
+                json!({ "net": l.lease.net, "session_id": session_id }),
+            ),
         ];
         match self.db.tx(stmts, true).await {
             Ok(_) => Ok(true),
@@ -162,13 +206,24 @@ impl Store {
     /// Leases of one subscriber, newest first.
     pub async fn leases_of(&self, login: &str, limit: i64) -> Result<Vec<LeaseRecord>, StoreError> {
         let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE login = $1 ORDER BY start_at DESC, id DESC LIMIT $2");
-        self.db.query(&sql, params![login, limit]).await?.iter().map(parse_lease).collect()
+        self.db
+            .query(&sql, params![login, limit])
+            .await?
+            .iter()
+            .map(parse_lease)
+            .collect()
     }
 
     /// Every lease, newest first.
     pub async fn all_leases(&self, limit: i64) -> Result<Vec<LeaseRecord>, StoreError> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM leases ORDER BY start_at DESC, id DESC LIMIT $1");
-        self.db.query(&sql, params![limit]).await?.iter().map(parse_lease).collect()
+        let sql =
+            format!("SELECT {LEASE_COLUMNS} FROM leases ORDER BY start_at DESC, id DESC LIMIT $1");
+        self.db
+            .query(&sql, params![limit])
+            .await?
+            .iter()
+            .map(parse_lease)
+            .collect()
     }
 
     /// Every lease whose prefix contains `addr`, newest first.
@@ -180,17 +235,37 @@ impl Store {
             // Infallible: the address with host bits cleared is a valid network.
             let (lo, _) = policy::net::IpNet::host(addr).key_range();
             let host_bits = u32::from(width - p);
-            let mask = if host_bits == 0 { 0 } else { (1u128 << host_bits) - 1 };
+            let mask = if host_bits == 0 {
+                0
+            } else {
+                (1u128 << host_bits) - 1
+            };
             params.push(key_hex(lo & !mask).into());
         }
-        let list = (2..=params.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let list = (2..=params.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE lo IN ({list}) AND hi >= $1 ORDER BY start_at DESC, id DESC");
-        let leases: Vec<LeaseRecord> = self.db.query(&sql, params).await?.iter().map(parse_lease).collect::<Result<_, _>>()?;
-        Ok(leases.into_iter().filter(|l| l.lease.net.contains(addr)).collect())
+        let leases: Vec<LeaseRecord> = self
+            .db
+            .query(&sql, params)
+            .await?
+            .iter()
+            .map(parse_lease)
+            .collect::<Result<_, _>>()?;
+        Ok(leases
+            .into_iter()
+            .filter(|l| l.lease.net.contains(addr))
+            .collect())
     }
 
     /// The lease (and so the subscriber) that held `addr` at `at`.
-    pub async fn whois(&self, addr: IpAddr, at: Timestamp) -> Result<Option<LeaseRecord>, StoreError> {
+    pub async fn whois(
+        &self,
+        addr: IpAddr,
+        at: Timestamp,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
         let records = self.leases_covering(addr).await?;
         let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
         let held = who_held(&leases, addr, at).cloned();

@@ -96,7 +96,11 @@ CREATE TABLE api_tokens (
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 pub(crate) async fn migrate(db: &Db, now: i64) -> Result<(), StoreError> {
-    let serial = if db.is_postgres() { "BIGSERIAL PRIMARY KEY" } else { "INTEGER PRIMARY KEY AUTOINCREMENT" };
+    let serial = if db.is_postgres() {
+        "BIGSERIAL PRIMARY KEY"
+    } else {
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+    };
     if db.is_postgres() {
         // Two nodes starting together must not both migrate.
         db.batch("SELECT pg_advisory_lock(7070250)").await?;
@@ -112,13 +116,19 @@ async fn apply_pending(db: &Db, serial: &str, now: i64) -> Result<(), StoreError
     db.batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
         .await?;
     let current = db
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", vec![])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            vec![],
+        )
         .await?
         .map(|r| r.int(0))
         .transpose()?
         .unwrap_or(0);
     if current > LATEST {
-        return Err(StoreError::SchemaTooNew { found: current, known: LATEST });
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: LATEST,
+        });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let script = format!(
@@ -127,7 +137,9 @@ async fn apply_pending(db: &Db, serial: &str, now: i64) -> Result<(), StoreError
         );
         if let Err(e) = db.batch(&script).await {
             let _ = db.batch("ROLLBACK").await;
-            return Err(StoreError::Backend(format!("migration {version} failed: {e}")));
+            return Err(StoreError::Backend(format!(
+                "migration {version} failed: {e}"
+            )));
         }
         tracing::info!(version, "store schema migrated");
     }

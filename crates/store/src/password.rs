@@ -18,13 +18,19 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
     let h = PasswordHash::new(phc).map_err(|e| format!("not a PHC password hash ({e})"))?;
     match h.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => Ok(()),
-        other => Err(format!("unsupported password hash algorithm '{other}' (use argon2id)")),
+        other => Err(format!(
+            "unsupported password hash algorithm '{other}' (use argon2id)"
+        )),
     }
 }
 
 /// Verifies `password` against a PHC string; false for a malformed hash.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]

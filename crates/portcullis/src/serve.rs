@@ -1,0 +1,97 @@
+//! `portcullis serve`: every enabled component in one process, on one store.
+//!
+//! Each component's `start` binds its listeners and returns its tasks; once all have
+//! returned, "ready" is logged (tests and operators wait for that line). The event
+//! log is followed and logged here too, so an operator sees CLI changes arrive.
+
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+use crate::commands::{CliError, Ctx};
+
+pub async fn run(ctx: Ctx) -> Result<(), CliError> {
+    init_logging();
+    let config = Arc::new(ctx.config);
+    std::fs::create_dir_all(&config.store.data_dir).map_err(|e| {
+        CliError(format!(
+            "store.data_dir: cannot create {}: {e}",
+            config.store.data_dir.display()
+        ))
+    })?;
+    let store = store::Store::open(&config.store.url).await?;
+    info!(store = store.backend(), url = %config.store.url, "store open");
+
+    let mut tasks = Vec::new();
+    let fail = |component: &str, e: String| CliError(format!("{component}: {e}"));
+    tasks.extend(
+        enforce::nftables::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("enforce", e))?,
+    );
+    tasks.extend(
+        enforce::radius_server::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("radius", e))?,
+    );
+    tasks.extend(
+        enforce::coa::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("coa", e))?,
+    );
+    tasks.extend(
+        submission::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("submission", e))?,
+    );
+
+    let cursor = store.last_event_id().await?;
+    let mut follower = store.follow(cursor);
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match follower.next_batch().await {
+                Ok(events) => {
+                    for e in events {
+                        info!(id = e.id, kind = %e.kind, login = e.login.as_deref().unwrap_or("-"), payload = %e.payload, "event");
+                    }
+                }
+                Err(e) => {
+                    error!("event log: {e}");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }));
+
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError(format!("cannot watch SIGTERM: {e}")))?;
+    info!(
+        pid = std::process::id(),
+        event_cursor = cursor,
+        "portcullis ready"
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        _ = term.recv() => info!("SIGTERM: stopping"),
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let level = match std::env::var("PORTCULLIS_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("warn") => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
