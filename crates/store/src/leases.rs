@@ -232,15 +232,9 @@ impl Store {
         let key = policy::net::addr_key(addr);
         let mut params: Vec<Value> = vec![key_hex(key).into()];
         for p in 0..=width {
-            // Infallible: the address with host bits cleared is a valid network.
-            let (lo, _) = policy::net::IpNet::host(addr).key_range();
             let host_bits = u32::from(width - p);
-            let mask = if host_bits == 0 {
-                0
-            } else {
-                (1u128 << host_bits) - 1
-            };
-            params.push(key_hex(lo & !mask).into());
+            let mask = 1u128.checked_shl(host_bits).map_or(u128::MAX, |m| m - 1);
+            params.push(key_hex(key & !mask).into());
         }
         let list = (2..=params.len())
             .map(|i| format!("${i}"))

@@ -1,0 +1,470 @@
+//! The store test suite, run against both backends: every test exists once for
+//! SQLite (a temp file) and once for PostgreSQL (127.0.0.1:5432, a schema of its own
+//! per test so parallel tests never collide).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use policy::{Actor, FixedClock, IpNet, LeaseSource, Plan, Port25Action, Port25State, Timestamp};
+use store::{NewLease, NewSubscriber, Store, StoreError};
+
+const T0: i64 = 1_800_000_000;
+
+struct Env {
+    store: Store,
+    clock: FixedClock,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let clock = FixedClock::at(Timestamp(T0));
+    let store = Store::open_with_clock(&url, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    Env {
+        store,
+        clock,
+        url,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Env {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let schema = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
+    let clock = FixedClock::at(Timestamp(T0));
+    let store = Store::open_with_clock(&url, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    Env {
+        store,
+        clock,
+        url,
+        _dir: None,
+    }
+}
+
+/// Defines `mod $name { sqlite, postgres }`, both running `$body(env)`.
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body(super::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body(super::postgres().await).await;
+            }
+        }
+    };
+}
+
+fn op() -> Actor {
+    Actor::Operator("ann".into())
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn dynamic(login: &str) -> NewSubscriber {
+    NewSubscriber {
+        login: login.into(),
+        display_name: None,
+        email: Some(format!("{login}@example.net")),
+        plan: Plan::Dynamic,
+        static_ips: vec![],
+        password_hash: None,
+    }
+}
+
+fn static_sub(login: &str, addr: &str) -> NewSubscriber {
+    NewSubscriber {
+        plan: Plan::Static,
+        static_ips: vec![net(addr)],
+        ..dynamic(login)
+    }
+}
+
+async fn migrations_are_idempotent(env: Env) {
+    env.store
+        .add_subscriber(&dynamic("alice"), &op())
+        .await
+        .unwrap();
+    // A second node (or a CLI command) opening the same store migrates nothing and sees the data.
+    let again = Store::open(&env.url).await.unwrap();
+    assert_eq!(
+        again.subscriber("alice").await.unwrap().port25,
+        Port25State::Blocked
+    );
+}
+both_backends!(migrations, migrations_are_idempotent);
+
+async fn subscribers_and_uniqueness(env: Env) {
+    let s = env
+        .store
+        .add_subscriber(&static_sub("bob", "198.51.100.8/29"), &op())
+        .await
+        .unwrap();
+    assert_eq!(s.port25, Port25State::Exempt);
+    assert_eq!(s.static_ips, vec![net("198.51.100.8/29")]);
+    let e = env
+        .store
+        .add_subscriber(&dynamic("bob"), &op())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::DuplicateLogin(ref l) if l == "bob"),
+        "{e}"
+    );
+    // An address inside bob's /29 is taken, even written differently.
+    let e = env
+        .store
+        .add_subscriber(&static_sub("carol", "198.51.100.12"), &op())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "address 198.51.100.12 is already assigned to 'bob'"
+    );
+    assert!(
+        env.store.find_subscriber("carol").await.unwrap().is_none(),
+        "a refused add changes nothing"
+    );
+    assert_eq!(env.store.list_subscribers().await.unwrap().len(), 1);
+    let e = env.store.subscriber("nobody").await.unwrap_err();
+    assert_eq!(e.to_string(), "no subscriber with login 'nobody'");
+}
+both_backends!(subscribers, subscribers_and_uniqueness);
+
+async fn transitions_write_audit_and_events(env: Env) {
+    let st = &env.store;
+    st.add_subscriber(&dynamic("alice"), &op()).await.unwrap();
+    let cursor = st.last_event_id().await.unwrap();
+    let cust = Actor::Customer("alice".into());
+    let r = st
+        .transition(
+            "alice",
+            Port25Action::RequestOptOut { aup_accepted: true },
+            &cust,
+            "run my own MX",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, (Port25State::Blocked, Port25State::OptoutPending));
+    assert_eq!(st.optout_requests(None).await.unwrap().len(), 1);
+    env.clock.advance(Duration::from_secs(60));
+    st.transition("alice", Port25Action::ApproveOptOut, &op(), "ok")
+        .await
+        .unwrap();
+    assert!(st.optout_requests(None).await.unwrap().is_empty());
+    let req = &st.optout_requests(Some("alice")).await.unwrap()[0];
+    assert_eq!(
+        (req.status.as_str(), req.decided_by.as_deref()),
+        ("approved", Some("operator:ann"))
+    );
+
+    // A refused step changes nothing and writes no audit entry.
+    let before = st.audit(Some("alice"), 100).await.unwrap().len();
+    let e = st
+        .transition("alice", Port25Action::ApproveOptOut, &op(), "again")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "alice: there is no pending opt-out request (state opted-out)"
+    );
+    assert_eq!(st.audit(Some("alice"), 100).await.unwrap().len(), before);
+
+    let audit = st.audit(Some("alice"), 100).await.unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (
+            last.action.as_str(),
+            last.from.as_deref(),
+            last.to.as_deref()
+        ),
+        ("optout-approve", Some("optout-pending"), Some("opted-out"))
+    );
+    assert_eq!(last.actor, op());
+    assert_eq!(last.at, Timestamp(T0 + 60));
+    assert_eq!(audit[1].actor, cust);
+
+    let events = st.events_after(cursor, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["port25.changed", "port25.changed"]);
+    assert!(events[0].id < events[1].id);
+    assert_eq!(events[1].payload["to"], "opted-out");
+    assert_eq!(events[1].login.as_deref(), Some("alice"));
+}
+both_backends!(transitions, transitions_write_audit_and_events);
+
+async fn concurrent_requests_one_wins(env: Env) {
+    env.store
+        .add_subscriber(&dynamic("alice"), &op())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let st = env.store.clone();
+        tasks.push(tokio::spawn(async move {
+            st.transition(
+                "alice",
+                Port25Action::RequestOptOut { aup_accepted: true },
+                &op(),
+                "x",
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Transition { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one request moves blocked -> optout-pending");
+    assert_eq!(env.store.optout_requests(None).await.unwrap().len(), 1);
+}
+both_backends!(concurrency, concurrent_requests_one_wins);
+
+async fn plan_changes_move_static_leases(env: Env) {
+    let st = &env.store;
+    st.add_subscriber(&static_sub("bob", "198.51.100.7"), &op())
+        .await
+        .unwrap();
+    st.transition("bob", Port25Action::Block, &op(), "spam")
+        .await
+        .unwrap();
+    env.clock.advance(Duration::from_secs(100));
+    let s = st.set_plan("bob", Plan::Dynamic, &[], &op()).await.unwrap();
+    assert_eq!(
+        s.port25,
+        Port25State::Reinstated,
+        "an operator block survives a plan change"
+    );
+    assert!(s.static_ips.is_empty());
+    let held = st
+        .whois(ip("198.51.100.7"), Timestamp(T0 + 50))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.lease.login, "bob");
+    assert!(
+        st.whois(ip("198.51.100.7"), Timestamp(T0 + 100))
+            .await
+            .unwrap()
+            .is_none(),
+        "released at the change"
+    );
+    // The address is free again.
+    st.add_subscriber(&static_sub("carol", "198.51.100.7"), &op())
+        .await
+        .unwrap();
+    let e = st
+        .set_plan("bob", Plan::Static, &[], &op())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("static address"), "{e}");
+    let e = st
+        .set_plan("bob", Plan::Static, &[net("198.51.100.7")], &op())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "address 198.51.100.7 is already assigned to 'carol'"
+    );
+    st.transition("bob", Port25Action::Unblock, &op(), "cleaned")
+        .await
+        .unwrap();
+    let s = st
+        .set_plan("bob", Plan::Static, &[net("198.51.100.9")], &op())
+        .await
+        .unwrap();
+    assert_eq!(s.port25, Port25State::Exempt);
+}
+both_backends!(plan_changes, plan_changes_move_static_leases);
+
+async fn whois_follows_half_open_leases(env: Env) {
+    let st = &env.store;
+    for l in ["ann", "bea", "cat"] {
+        st.add_subscriber(&dynamic(l), &op()).await.unwrap();
+    }
+    let lease = |login: &str, n: &str, s: i64, e: Option<i64>| NewLease {
+        login: login.into(),
+        net: net(n),
+        start: Timestamp(s),
+        end: e.map(Timestamp),
+        source: LeaseSource::Import,
+        session_id: None,
+        nas: None,
+    };
+    st.import_leases(
+        &[
+            lease("ann", "100.64.0.5", 1000, Some(2000)),
+            lease("bea", "100.64.0.5", 2000, None),
+            lease("cat", "2001:db8:1200::/56", 1000, None),
+        ],
+        &op(),
+    )
+    .await
+    .unwrap();
+    let who = |addr: &'static str, t: i64| {
+        let st = st.clone();
+        async move {
+            st.whois(ip(addr), Timestamp(t))
+                .await
+                .unwrap()
+                .map(|l| l.lease.login)
+        }
+    };
+    assert_eq!(who("100.64.0.5", 999).await, None);
+    assert_eq!(who("100.64.0.5", 1000).await.as_deref(), Some("ann"));
+    assert_eq!(who("100.64.0.5", 1999).await.as_deref(), Some("ann"));
+    assert_eq!(who("100.64.0.5", 2000).await.as_deref(), Some("bea"));
+    assert_eq!(who("100.64.0.6", 2000).await, None);
+    assert_eq!(
+        who("2001:db8:1200:ab::1", 5000).await.as_deref(),
+        Some("cat")
+    );
+    assert_eq!(who("2001:db8:1201::1", 5000).await, None);
+    assert_eq!(st.leases_covering(ip("100.64.0.5")).await.unwrap().len(), 2);
+    assert_eq!(st.leases_of("ann", 10).await.unwrap().len(), 1);
+    assert_eq!(
+        st.unknown_logins(&["ann", "zed"]).await.unwrap(),
+        vec!["zed".to_string()]
+    );
+
+    // RADIUS-style sessions: open, then close by NAS and session id.
+    let nas = ip("10.0.0.1");
+    st.open_lease(&NewLease {
+        session_id: Some("s1".into()),
+        nas: Some(nas),
+        source: LeaseSource::Radius,
+        ..lease("ann", "100.64.9.9", 3000, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(who("100.64.9.9", 3500).await.as_deref(), Some("ann"));
+    assert!(st.close_lease(nas, "s1", Timestamp(4000)).await.unwrap());
+    assert!(
+        !st.close_lease(nas, "s1", Timestamp(4001)).await.unwrap(),
+        "already closed"
+    );
+    assert_eq!(who("100.64.9.9", 4000).await, None);
+}
+both_backends!(whois, whois_follows_half_open_leases);
+
+async fn bulk_import_is_all_or_nothing(env: Env) {
+    let st = &env.store;
+    st.add_subscriber(&dynamic("u01500"), &op()).await.unwrap();
+    let rows: Vec<NewSubscriber> = (0..3000).map(|i| dynamic(&format!("u{i:05}"))).collect();
+    let (idx, e) = st.import_subscribers(&rows, &op()).await.unwrap_err();
+    assert_eq!(idx, Some(1500));
+    assert!(matches!(e, StoreError::DuplicateLogin(_)));
+    assert_eq!(
+        st.list_subscribers().await.unwrap().len(),
+        1,
+        "nothing imported"
+    );
+    let rows: Vec<NewSubscriber> = (0..3000).map(|i| dynamic(&format!("v{i:05}"))).collect();
+    assert_eq!(st.import_subscribers(&rows, &op()).await.unwrap(), 3000);
+    let counts = st.count_by_state().await.unwrap();
+    assert_eq!(counts, vec![(Port25State::Blocked, 3001)]);
+}
+both_backends!(bulk_import, bulk_import_is_all_or_nothing);
+
+async fn senders(env: Env) {
+    env.store
+        .add_subscriber(&dynamic("alice"), &op())
+        .await
+        .unwrap();
+    assert!(env
+        .store
+        .allow_sender("alice", "@shop.example", &op())
+        .await
+        .unwrap());
+    assert!(!env
+        .store
+        .allow_sender("alice", "@shop.example", &op())
+        .await
+        .unwrap());
+    let s = env.store.subscriber("alice").await.unwrap();
+    assert!(s.owns_sender("orders@shop.example"));
+    assert!(env
+        .store
+        .allow_sender("nobody", "@x.example", &op())
+        .await
+        .is_err());
+}
+both_backends!(allowed_senders, senders);
+
+async fn follower_wakes_on_another_handles_write(env: Env) {
+    let reader = Store::open(&env.url).await.unwrap();
+    let mut follower = reader.follow(reader.last_event_id().await.unwrap());
+    let writer = env.store.clone();
+    let started = Instant::now();
+    let wait = tokio::spawn(async move { follower.next_batch().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer
+        .add_subscriber(&dynamic("late"), &op())
+        .await
+        .unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(2), wait)
+        .await
+        .expect("woke within 2 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch[0].kind, "subscriber.added");
+    assert_eq!(batch[0].login.as_deref(), Some("late"));
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
+both_backends!(follower, follower_wakes_on_another_handles_write);
+
+#[tokio::test]
+async fn bad_urls_are_refused() {
+    let e = Store::open("mysql://x").await.err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "store url 'mysql://x' must start with sqlite:// or postgres://"
+    );
+    let e = Store::open("sqlite:///nonexistent-dir/x/y.db")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().starts_with("cannot open store"), "{e}");
+}
