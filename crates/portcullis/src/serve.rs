@@ -53,7 +53,7 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             match follower.next_batch().await {
                 Ok(events) => {
                     for e in events {
-                        info!(id = e.id, kind = %e.kind, login = e.login.as_deref().unwrap_or("-"), payload = %e.payload, "event");
+                        info!(id = e.id, kind = %e.kind, login = %e.login.as_deref().unwrap_or("-"), payload = %e.payload, "event");
                     }
                 }
                 Err(e) => {
