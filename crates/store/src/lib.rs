@@ -7,6 +7,7 @@
 //! an [`Event`] in the append-only event log, which the other components follow.
 //! This crate stores and fetches; the rules themselves live in `policy`.
 
+mod abuse;
 mod db;
 mod enforcement;
 mod error;
@@ -14,6 +15,7 @@ mod events;
 mod leases;
 mod migrations;
 pub mod password;
+mod portal;
 mod queue;
 mod sessions;
 mod subscribers;

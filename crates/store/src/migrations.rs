@@ -10,6 +10,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, crate::queue::MIGRATION),
     (3, crate::enforcement::MIGRATION),
     (4, crate::sessions::MIGRATION),
+    (5, crate::abuse::MIGRATION),
+    (6, crate::portal::MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "
