@@ -2,6 +2,12 @@
 //! TLS (RFC 8314), AUTH PLAIN/LOGIN after TLS only, limits, throttling and durable
 //! accept into the delivery queue.
 
+pub mod data;
+pub mod request;
+pub mod response;
+pub mod session;
+pub mod throttle;
+
 use std::sync::Arc;
 
 /// Binds `submission.listen_starttls` and `submission.listen_tls` and serves them.

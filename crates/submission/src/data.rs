@@ -1,0 +1,248 @@
+//! Reading a DATA body (RFC 5321 section 4.5.2): dot-unstuffing, the end marker
+//! `<CR><LF>.<CR><LF>` and nothing else, bare CR and bare LF detection (the SMTP
+//! smuggling attack, CVE-2023-51764) and the size limit, all while the bytes stream
+//! in: memory use is bounded by the limit, never by what the client sends.
+
+/// How a DATA body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataOutcome {
+    /// Complete and clean; the body is in the reader.
+    Complete,
+    /// Larger than the limit; the rest was read and discarded.
+    TooBig,
+    /// A LF without CR before it. Reading went on to the real end marker, so
+    /// smuggled commands after a `<LF>.<LF>` are swallowed, never executed.
+    BareLf,
+    /// A CR without LF after it.
+    BareCr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// At the start of a line (after CRLF, or at the start of DATA).
+    LineStart,
+    /// A '.' at the start of a line.
+    Dot,
+    /// ".\r" at the start of a line.
+    DotCr,
+    /// Inside a line.
+    Mid,
+    /// A CR inside a line.
+    Cr,
+}
+
+/// Streams one DATA body.
+#[derive(Debug)]
+pub struct DataReader {
+    state: State,
+    body: Vec<u8>,
+    max: usize,
+    too_big: bool,
+    bare_lf: bool,
+    bare_cr: bool,
+}
+
+impl DataReader {
+    pub fn new(max_size: usize) -> DataReader {
+        DataReader {
+            state: State::LineStart,
+            body: Vec::with_capacity(max_size.min(64 * 1024)),
+            max: max_size,
+            too_big: false,
+            bare_lf: false,
+            bare_cr: false,
+        }
+    }
+
+    /// Consumes input; returns how many bytes were used and, at the end marker, the
+    /// outcome (bytes after the marker are left for the next command).
+    pub fn feed(&mut self, input: &[u8]) -> (usize, Option<DataOutcome>) {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                State::Mid => {
+                    // Fast path: copy up to the next CR or LF in one go.
+                    let run = input[i..]
+                        .iter()
+                        .position(|&c| c == b'\r' || c == b'\n')
+                        .unwrap_or(input.len() - i);
+                    if run > 0 {
+                        self.push(&input[i..i + run]);
+                        i += run;
+                        continue;
+                    }
+                    if b == b'\r' {
+                        self.state = State::Cr;
+                    } else {
+                        self.bare_lf = true;
+                        self.push(b"\n");
+                    }
+                }
+                State::Cr => {
+                    if b == b'\n' {
+                        self.push(b"\r\n");
+                        self.state = State::LineStart;
+                    } else {
+                        self.bare_cr = true;
+                        self.push(b"\r");
+                        self.state = State::Mid;
+                        continue; // the byte is examined again in the line
+                    }
+                }
+                State::LineStart => match b {
+                    b'.' => self.state = State::Dot,
+                    b'\r' => self.state = State::Cr,
+                    b'\n' => {
+                        self.bare_lf = true;
+                        self.push(b"\n");
+                        self.state = State::Mid;
+                    }
+                    _ => {
+                        self.state = State::Mid;
+                        continue; // the byte starts the line's text
+                    }
+                },
+                State::Dot => match b {
+                    b'\r' => self.state = State::DotCr,
+                    b'\n' => {
+                        // "<LF>.<LF>" or "<CR><LF>.<LF>": not an end marker, a smuggling attempt.
+                        self.bare_lf = true;
+                        self.push(b".\n");
+                        self.state = State::Mid;
+                    }
+                    // Dot-unstuffing: the leading dot goes, the rest of the line stays.
+                    _ => {
+                        self.state = State::Mid;
+                        continue; // the byte starts the line's text
+                    }
+                },
+                State::DotCr => {
+                    if b == b'\n' {
+                        self.state = State::LineStart;
+                        return (i + 1, Some(self.outcome()));
+                    }
+                    self.bare_cr = true;
+                    self.push(b".\r");
+                    self.state = State::Mid;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        (i, None)
+    }
+
+    fn outcome(&self) -> DataOutcome {
+        if self.bare_lf {
+            DataOutcome::BareLf
+        } else if self.bare_cr {
+            DataOutcome::BareCr
+        } else if self.too_big {
+            DataOutcome::TooBig
+        } else {
+            DataOutcome::Complete
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.too_big {
+            return;
+        }
+        if self.body.len() + bytes.len() > self.max {
+            self.too_big = true;
+            self.body = Vec::new();
+        } else {
+            self.body.extend_from_slice(bytes);
+        }
+    }
+
+    /// The unstuffed body, CRLF line endings, without the end marker.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &[u8], max: usize) -> (usize, Option<DataOutcome>, Vec<u8>) {
+        let mut r = DataReader::new(max);
+        let (n, out) = r.feed(input);
+        (n, out, r.into_body())
+    }
+
+    #[test]
+    fn unstuffs_and_stops_at_the_marker() {
+        let (n, out, body) = read_all(b"Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n", 1000);
+        assert_eq!(out, Some(DataOutcome::Complete));
+        assert_eq!(body, b"Subject: x\r\n\r\n.dot\r\n");
+        assert_eq!(n, b"Subject: x\r\n\r\n..dot\r\n.\r\n".len());
+    }
+
+    #[test]
+    fn empty_body() {
+        let (n, out, body) = read_all(b".\r\n", 10);
+        assert_eq!((n, out, body), (3, Some(DataOutcome::Complete), vec![]));
+    }
+
+    #[test]
+    fn byte_by_byte_equals_all_at_once() {
+        let input = b"a\r\n.b\r\n..\r\n\r\n.\r\n";
+        let mut r = DataReader::new(1000);
+        let mut end = None;
+        for (i, b) in input.iter().enumerate() {
+            let (n, out) = r.feed(std::slice::from_ref(b));
+            assert_eq!(n, 1, "byte {i}");
+            if out.is_some() {
+                end = out;
+                assert_eq!(i, input.len() - 1);
+            }
+        }
+        assert_eq!(end, Some(DataOutcome::Complete));
+        assert_eq!(r.into_body(), b"a\r\nb\r\n.\r\n\r\n");
+    }
+
+    #[test]
+    fn smuggling_with_bare_lf_is_not_an_end() {
+        // The 2023 attack: "<LF>.<LF>" then a second message's commands.
+        let input = b"Subject: a\r\n\r\nbody\n.\nMAIL FROM:<x@y>\r\nRCPT TO:<v@w>\r\nDATA\r\nevil\r\n.\r\nQUIT\r\n";
+        let (n, out, _) = read_all(input, 10_000);
+        assert_eq!(out, Some(DataOutcome::BareLf));
+        assert_eq!(
+            &input[n..],
+            b"QUIT\r\n",
+            "everything up to the real marker is swallowed"
+        );
+        let (_, out, _) = read_all(b"body\r\n.\nMAIL FROM:<x@y>\r\n.\r\n", 10_000);
+        assert_eq!(out, Some(DataOutcome::BareLf));
+    }
+
+    #[test]
+    fn bare_cr_detected() {
+        let (_, out, _) = read_all(b"a\rb\r\n.\r\n", 100);
+        assert_eq!(out, Some(DataOutcome::BareCr));
+        let (_, out, _) = read_all(b"a\r\n.\rX\r\n.\r\n", 100);
+        assert_eq!(out, Some(DataOutcome::BareCr));
+    }
+
+    #[test]
+    fn too_big_reads_to_the_end_and_keeps_nothing() {
+        let mut input = vec![b'x'; 5000];
+        input.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
+        let (n, out, body) = read_all(&input, 1024);
+        assert_eq!(out, Some(DataOutcome::TooBig));
+        assert!(body.is_empty());
+        assert_eq!(&input[n..], b"NOOP\r\n");
+    }
+
+    #[test]
+    fn exactly_at_the_limit_is_fine() {
+        let (_, out, body) = read_all(b"12345678\r\n.\r\n", 10);
+        assert_eq!(out, Some(DataOutcome::Complete));
+        assert_eq!(body.len(), 10);
+        let (_, out, _) = read_all(b"123456789\r\n.\r\n", 10);
+        assert_eq!(out, Some(DataOutcome::TooBig));
+    }
+}
