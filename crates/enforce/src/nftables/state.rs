@@ -1,0 +1,201 @@
+//! What is in the table, per subscriber: the elements each login put there, and a
+//! reference count per element (two logins can hold one address while a stale lease
+//! awaits its Stop). An element is added when its count goes 0→1 and deleted when it
+//! goes 1→0, so an incremental batch only ever deletes what is known to be present.
+
+use std::collections::HashMap;
+
+use policy::{IpNet, Port25State};
+
+use super::ruleset::{Changes, Element, Purpose};
+
+/// The elements a subscriber puts in the table (DESIGN.md, "Network meaning of the
+/// states"): an `opted-out` subscriber's open leases inside the dynamic pools are
+/// allowed; a `reinstated` subscriber's static addresses are blocked. Every other
+/// state matches its pool's default and needs no element.
+pub fn elements_of(
+    dynamic_pools: &[IpNet],
+    port25: Port25State,
+    open_leases: &[IpNet],
+    static_ips: &[IpNet],
+) -> Vec<Element> {
+    let mut out: Vec<Element> = match port25 {
+        Port25State::OptedOut => open_leases
+            .iter()
+            .filter(|l| dynamic_pools.iter().any(|p| p.overlaps(l)))
+            .map(|&net| Element {
+                purpose: Purpose::Allowed,
+                net,
+            })
+            .collect(),
+        Port25State::Reinstated => static_ips
+            .iter()
+            .map(|&net| Element {
+                purpose: Purpose::Blocked,
+                net,
+            })
+            .collect(),
+        Port25State::Exempt | Port25State::Blocked | Port25State::OptoutPending => Vec::new(),
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The table's subscriber elements as this process last loaded them.
+#[derive(Debug, Default)]
+pub struct Enforced {
+    by_login: HashMap<String, Vec<Element>>,
+    refs: HashMap<Element, u32>,
+}
+
+impl Enforced {
+    /// Records that `login` now needs exactly `wanted` (sorted, deduplicated, as
+    /// [`elements_of`] returns) and says which table elements that adds or deletes.
+    /// Collect several logins' changes with [`Enforced::replace_into`].
+    pub fn replace(&mut self, login: &str, wanted: Vec<Element>) -> Changes {
+        let mut changes = Changes::default();
+        self.replace_into(login, wanted, &mut changes);
+        changes
+    }
+
+    /// Like [`Enforced::replace`], accumulating into `changes`: an element deleted
+    /// for one login and added for another in the same batch cancels out.
+    pub fn replace_into(&mut self, login: &str, wanted: Vec<Element>, changes: &mut Changes) {
+        let old = if wanted.is_empty() {
+            self.by_login.remove(login).unwrap_or_default()
+        } else {
+            self.by_login
+                .insert(login.to_string(), wanted.clone())
+                .unwrap_or_default()
+        };
+        for e in old.iter().filter(|e| wanted.binary_search(e).is_err()) {
+            if let Some(n) = self.refs.get_mut(e) {
+                *n -= 1;
+                if *n == 0 {
+                    self.refs.remove(e);
+                    match changes.add.iter().position(|a| a == e) {
+                        Some(i) => drop(changes.add.swap_remove(i)),
+                        None => changes.delete.push(*e),
+                    }
+                }
+            }
+        }
+        for e in wanted.iter().filter(|e| old.binary_search(e).is_err()) {
+            let n = self.refs.entry(*e).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                match changes.delete.iter().position(|d| d == e) {
+                    Some(i) => drop(changes.delete.swap_remove(i)),
+                    None => changes.add.push(*e),
+                }
+            }
+        }
+    }
+
+    /// Every element in the table, once.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.refs.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
+    /// Up to `n` elements spread over the table, for a cheap presence probe.
+    pub fn sample(&self, n: usize, seed: u64) -> Vec<Element> {
+        let len = self.refs.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        let skip = (seed as usize) % len;
+        self.refs
+            .keys()
+            .cycle()
+            .skip(skip)
+            .step_by((len / n.max(1)).max(1))
+            .take(n.min(len))
+            .copied()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn allowed(s: &str) -> Element {
+        Element {
+            purpose: Purpose::Allowed,
+            net: net(s),
+        }
+    }
+
+    #[test]
+    fn only_opted_out_and_reinstated_need_elements() {
+        let pools = [net("100.64.0.0/10")];
+        let leases = [net("100.64.0.9"), net("203.0.113.9")];
+        let statics = [net("198.51.100.7")];
+        assert_eq!(
+            elements_of(&pools, Port25State::OptedOut, &leases, &statics),
+            vec![allowed("100.64.0.9")]
+        );
+        assert_eq!(
+            elements_of(&pools, Port25State::Reinstated, &leases, &statics),
+            vec![Element {
+                purpose: Purpose::Blocked,
+                net: net("198.51.100.7")
+            }]
+        );
+        for s in [
+            Port25State::Blocked,
+            Port25State::OptoutPending,
+            Port25State::Exempt,
+        ] {
+            assert!(elements_of(&pools, s, &leases, &statics).is_empty());
+        }
+    }
+
+    #[test]
+    fn shared_addresses_are_counted() {
+        let mut e = Enforced::default();
+        let c = e.replace("a", vec![allowed("100.64.0.9")]);
+        assert_eq!(c.add, vec![allowed("100.64.0.9")]);
+        assert!(
+            e.replace("b", vec![allowed("100.64.0.9")]).is_empty(),
+            "already present"
+        );
+        assert!(e.replace("a", vec![]).is_empty(), "b still needs it");
+        assert_eq!(e.replace("b", vec![]).delete, vec![allowed("100.64.0.9")]);
+        assert!(
+            e.replace("b", vec![]).is_empty(),
+            "never deletes what is not there"
+        );
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn moves_within_a_batch_cancel_out() {
+        let mut e = Enforced::default();
+        e.replace("a", vec![allowed("100.64.0.9")]);
+        let mut c = Changes::default();
+        e.replace_into("a", vec![allowed("100.64.0.10")], &mut c);
+        e.replace_into("b", vec![allowed("100.64.0.9")], &mut c);
+        assert_eq!(c.add, vec![allowed("100.64.0.10")]);
+        assert!(c.delete.is_empty());
+        let mut c = Changes::default();
+        e.replace_into("b", vec![], &mut c);
+        e.replace_into("c", vec![allowed("100.64.0.9")], &mut c);
+        assert!(c.is_empty(), "{c:?}");
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.sample(5, 7).len(), 2);
+    }
+}

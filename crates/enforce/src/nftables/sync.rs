@@ -1,0 +1,239 @@
+//! Live sync: keeps the table in step with the store.
+//!
+//! At start the whole table is loaded in one `nft -f` transaction. Then the event log
+//! is followed: each batch of events names the logins that changed; their current
+//! state is read back from the store (so replays and reordering are harmless) and the
+//! difference goes to nft as one batch of `add element` / `delete element`. Bulk
+//! imports (events without a login) and a failed batch cause a full atomic reload,
+//! which also resets what this process believes is in the table. Every
+//! `enforce.reconcile_interval` the table is checked cheaply — the generation marker,
+//! plus a handful of known elements — and reloaded when it drifted (someone flushed
+//! the ruleset or a set). Because a load replaces the table in one transaction, a
+//! failure at any point leaves the previous table in place.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use policy::IpNet;
+use store::{Event, Store};
+
+use super::ruleset::{self, render_changes, render_probe, render_table, Element, TableSpec};
+use super::state::{elements_of, Enforced};
+use super::{NftRunner, NftablesError};
+
+/// Known elements probed on each reconcile: enough to notice a flushed set.
+const PROBES: usize = 16;
+
+/// Reads every subscriber element from the store (two indexed joins).
+pub async fn load_elements(
+    store: &Store,
+    dynamic_pools: &[IpNet],
+) -> Result<Enforced, NftablesError> {
+    let mut enforced = Enforced::default();
+    let mut per_login: std::collections::HashMap<String, Vec<Element>> =
+        std::collections::HashMap::new();
+    for h in store.opted_out_open_leases().await? {
+        per_login.entry(h.login).or_default().extend(elements_of(
+            dynamic_pools,
+            policy::Port25State::OptedOut,
+            &[h.net],
+            &[],
+        ));
+    }
+    for h in store.reinstated_static_addresses().await? {
+        per_login.entry(h.login).or_default().extend(elements_of(
+            dynamic_pools,
+            policy::Port25State::Reinstated,
+            &[],
+            &[h.net],
+        ));
+    }
+    for (login, mut wanted) in per_login {
+        wanted.sort();
+        wanted.dedup();
+        // A fresh state has nothing to delete; the changes are the whole table.
+        enforced.replace(&login, wanted);
+    }
+    Ok(enforced)
+}
+
+/// The table of this process and what it believes is in it.
+pub struct Enforcer {
+    config: Arc<config::Config>,
+    store: Store,
+    runner: NftRunner,
+    enforced: Enforced,
+    generation: u32,
+    reconciles: u64,
+}
+
+impl Enforcer {
+    pub fn new(config: Arc<config::Config>, store: Store, runner: NftRunner) -> Enforcer {
+        Enforcer {
+            config,
+            store,
+            runner,
+            enforced: Enforced::default(),
+            generation: initial_generation(),
+            reconciles: 0,
+        }
+    }
+
+    /// Replaces the table with one rendered from the store, in one transaction.
+    pub async fn full_load(&mut self) -> Result<(), NftablesError> {
+        let started = Instant::now();
+        let enforced = load_elements(&self.store, &self.config.network.dynamic_pools).await?;
+        let read = started.elapsed();
+        let generation = self.generation.wrapping_add(1);
+        let text = render_table(
+            &TableSpec::from_config(&self.config, generation),
+            enforced.elements(),
+        );
+        self.runner.load(&text).await?;
+        tracing::info!(
+            table = %self.config.enforce.table,
+            elements = enforced.len(),
+            generation,
+            read_ms = read.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "nftables table loaded"
+        );
+        self.enforced = enforced;
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// Applies one batch of events: incremental when possible, a full load otherwise.
+    pub async fn apply(&mut self, events: &[Event]) -> Result<(), NftablesError> {
+        if events
+            .iter()
+            .any(|e| e.login.is_none() && e.kind.ends_with(".imported"))
+        {
+            return self.full_load().await;
+        }
+        let logins: Vec<String> = events
+            .iter()
+            .filter_map(|e| e.login.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if logins.is_empty() {
+            return Ok(());
+        }
+        let states = self.store.enforcement_states(&logins).await?;
+        let mut changes = ruleset::Changes::default();
+        let pools = &self.config.network.dynamic_pools;
+        let mut seen = BTreeSet::new();
+        for s in &states {
+            let wanted = elements_of(pools, s.port25, &s.open_leases, &s.static_ips);
+            self.enforced.replace_into(&s.login, wanted, &mut changes);
+            seen.insert(s.login.as_str());
+        }
+        // A login no longer in the store needs nothing.
+        for login in logins.iter().filter(|l| !seen.contains(l.as_str())) {
+            self.enforced.replace_into(login, Vec::new(), &mut changes);
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let text = render_changes(&self.config.enforce.table, &changes);
+        match self.runner.load(&text).await {
+            Ok(()) => {
+                tracing::debug!(
+                    added = changes.add.len(),
+                    deleted = changes.delete.len(),
+                    "nftables sets updated"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("nftables update failed ({e}); reloading the whole table");
+                self.full_load().await
+            }
+        }
+    }
+
+    /// Checks that the table is still ours and complete; reloads it when not.
+    /// Returns whether a reload happened.
+    pub async fn reconcile(&mut self) -> Result<bool, NftablesError> {
+        self.reconciles += 1;
+        let table = &self.config.enforce.table;
+        let marker = self
+            .runner
+            .run(&["list", "set", "inet", table, "generation"], None)
+            .await;
+        let expected = format!("{:#010x}", self.generation);
+        let intact = match marker {
+            Ok(text) if text.contains(&expected) => {
+                let probes = self
+                    .enforced
+                    .sample(PROBES, self.reconciles.wrapping_mul(0x9e37_79b9));
+                probes.is_empty()
+                    || self
+                        .runner
+                        .load(&render_probe(table, &probes))
+                        .await
+                        .is_ok()
+            }
+            _ => false,
+        };
+        if intact {
+            return Ok(false);
+        }
+        tracing::warn!(table = %table, "nftables table missing or changed behind our back; reloading");
+        self.full_load().await?;
+        Ok(true)
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    pub fn enforced(&self) -> &Enforced {
+        &self.enforced
+    }
+}
+
+/// Different at each start, so a table left by an earlier process is never mistaken
+/// for this one's.
+fn initial_generation() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u32) ^ std::process::id().rotate_left(16)
+}
+
+/// Loads the table, then follows the event log and reconciles until aborted.
+pub async fn run(mut enforcer: Enforcer, mut follower: store::EventFollower, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            batch = follower.next_batch() => match batch {
+                Ok(events) => {
+                    if let Err(e) = enforcer.apply(&events).await {
+                        // The previous table stays loaded; the next reconcile retries.
+                        tracing::error!("nftables sync failed: {e}");
+                        failing = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("nftables sync cannot read the event log: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = tick.tick() => {
+                let result = if failing { enforcer.full_load().await.map(|()| true) } else { enforcer.reconcile().await };
+                match result {
+                    Ok(_) => failing = false,
+                    Err(e) => {
+                        tracing::error!("nftables reconcile failed: {e}");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+}
