@@ -1,21 +1,22 @@
 //! CSV files for `subscriber import` and `lease import`: a required header, and
 //! errors naming the file's line number (header = line 1).
 
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::CliError;
 
-/// One data row: its line number and its fields by header name.
+/// One data row: its line number and its fields, named by the shared header.
 pub struct CsvRow {
     pub line: u64,
-    fields: HashMap<String, String>,
+    header: Arc<Vec<String>>,
+    record: csv::StringRecord,
 }
 
 impl CsvRow {
-    /// The trimmed field, empty when absent.
+    /// The trimmed field, empty when the column is absent.
     pub fn get(&self, name: &str) -> &str {
-        self.fields.get(name).map(|s| s.trim()).unwrap_or("")
+        self.header.iter().position(|h| h == name).and_then(|i| self.record.get(i)).map_or("", str::trim)
     }
 }
 
@@ -27,12 +28,12 @@ pub fn read(path: &Path, required: &[&str], optional: &[&str]) -> Result<Vec<Csv
         .flexible(false)
         .from_path(path)
         .map_err(|e| CliError(format!("cannot read {name}: {}", io_reason(&e))))?;
-    let header: Vec<String> = reader
+    let header: Arc<Vec<String>> = Arc::new(reader
         .headers()
         .map_err(|e| CliError(format!("{name} line 1: {}", io_reason(&e))))?
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
+        .collect());
     for want in required {
         if !header.iter().any(|h| h == want) {
             return Err(CliError(format!(
@@ -57,12 +58,7 @@ pub fn read(path: &Path, required: &[&str], optional: &[&str]) -> Result<Vec<Csv
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        let fields = header
-            .iter()
-            .cloned()
-            .zip(record.iter().map(str::to_string))
-            .collect();
-        rows.push(CsvRow { line, fields });
+        rows.push(CsvRow { line, header: header.clone(), record });
     }
     Ok(rows)
 }
