@@ -2,6 +2,8 @@
 //! collector and submission anomalies in; attribution to the subscriber who held the
 //! address, cases, re-instatement and customer notices out.
 
+pub mod arf;
+
 use std::sync::Arc;
 
 /// Starts the maildir watcher, the DNSBL monitor and the flow collector as configured.
