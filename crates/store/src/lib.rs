@@ -25,6 +25,9 @@ use std::sync::Arc;
 
 use policy::{Clock, SystemClock, Timestamp};
 
+pub use abuse::{
+    AbuseCase, DnsblState, EvidenceRecord, NewEvidence, NewNotice, NoticeRecord,
+};
 pub use db::Value;
 pub use error::StoreError;
 pub use events::{Event, EventFollower};
