@@ -16,6 +16,7 @@ use config::SenderPolicy;
 use policy::Subscriber;
 
 use crate::data::{DataOutcome, DataReader};
+use crate::metrics::{metrics, Rejection};
 use crate::request::{self, Command, MailFrom, Mechanism, RcptTo};
 use crate::response::{self, Reply};
 use crate::throttle::Quota;
@@ -208,6 +209,11 @@ impl Session {
         self.closing
     }
 
+    /// Inside a DATA or BDAT body, where bytes flow without replies.
+    pub fn in_body(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })
+    }
+
     fn reply(&mut self, r: Reply) {
         r.write_to(&mut self.output);
     }
@@ -215,9 +221,13 @@ impl Session {
     /// An error reply; too many end the session.
     fn error(&mut self, r: Reply) {
         tracing::debug!(reply = %r, "refused");
+        if let Some(why) = Rejection::of(&r) {
+            metrics().reject(why);
+        }
         self.reply(r);
         self.errors += 1;
         if self.errors >= self.cfg.max_errors && !self.closing {
+            metrics().reject(Rejection::Dropped);
             self.reply(response::too_many_errors());
             self.closing = true;
         }
