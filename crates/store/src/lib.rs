@@ -35,6 +35,9 @@ pub use leases::{LeaseRecord, NewLease};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use queue::{new_queue_id, NewQueuedMessage, NewQueuedRecipient, QueuedMessage, QueuedRecipient, RecipientStatus};
 pub use sessions::{LiveSession, SessionReport};
+pub use portal::{
+    Operator, OperatorRole, Port25Change, SessionKind, StaticRequest, SupportRequest, WebSession,
+};
 pub use subscribers::{NewSubscriber, OptoutRequest};
 
 use db::Db;
