@@ -1,11 +1,642 @@
-//! The RADIUS server for the BRAS. Not yet built.
+//! The RADIUS server for the BRAS (RFC 2865 authentication, RFC 2866 accounting).
+//!
+//! Access-Request: PAP against the subscriber's argon2id hash; the Access-Accept
+//! carries Filter-Id `radius.filter_open` or `radius.filter_blocked` per port-25 state,
+//! and Framed-IP-Address for a static subscriber. CHAP needs the cleartext password,
+//! which portcullis never stores, so CHAP requests get an Access-Reject whose
+//! Reply-Message says so (the codec can verify CHAP, see `radius::chap_verify`; a NAS
+//! talking to portcullis must use PAP). Accounting Start, Interim-Update and Stop keep
+//! the leases `whois` answers from; Accounting-On/Off closes all of a NAS's sessions; a
+//! sweeper closes sessions whose interim updates stopped.
+//!
+//! Hardening: only configured clients (by address) are served; Access-Request must
+//! carry a valid Message-Authenticator (Blast-RADIUS) and every reply carries one;
+//! retransmissions (same client, identifier and authenticator within
+//! [`DEDUP_WINDOW`]) get the cached reply; anything malformed, unknown or unsigned is
+//! dropped and counted in [`COUNTERS`]. An accounting reply is sent only after the
+//! store write succeeded, so a NAS retransmits what we failed to record.
+//!
+//! The wire format lives in the `radius` crate; this module only decides and moves bytes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Binds `radius.listen_auth` and `radius.listen_acct` and serves them.
+use policy::{IpNet, Subscriber, Timestamp};
+use radius::{AcctStatusType, Attribute, Code, Packet};
+use store::{SessionReport, Store};
+use tokio::net::UdpSocket;
+
+/// How long a reply is kept to answer a retransmission of its request.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(5);
+/// A session with interim updates is closed when none came for this long (four
+/// missed updates at the common 15-minute interval).
+pub const STALE_SESSION_AFTER: Duration = Duration::from_secs(3600);
+/// How often the stale-session sweeper runs.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a successful PAP check is remembered, so a BRAS re-authenticating many
+/// sessions does not pay an argon2id verification for each.
+const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
+const PASSWORD_CACHE_MAX: usize = 100_000;
+
+/// What the server has seen, for `/metrics`. All counters only grow.
+#[derive(Debug, Default)]
+pub struct RadiusCounters {
+    /// Access-Requests admitted (known client, valid signature).
+    pub access_requests: AtomicU64,
+    pub access_accepts: AtomicU64,
+    pub access_rejects: AtomicU64,
+    /// Accounting-Requests admitted.
+    pub accounting_requests: AtomicU64,
+    pub accounting_responses: AtomicU64,
+    /// Datagrams from an address that is not in `radius.clients`.
+    pub unknown_client: AtomicU64,
+    /// Datagrams that do not decode, or requests of the wrong code for the port.
+    pub malformed: AtomicU64,
+    /// Requests whose authenticator or Message-Authenticator does not verify.
+    pub bad_authenticator: AtomicU64,
+    /// Access-Requests without Message-Authenticator.
+    pub missing_message_authenticator: AtomicU64,
+    /// Retransmissions answered from the duplicate cache (or dropped while the
+    /// original is still being handled).
+    pub duplicates: AtomicU64,
+    /// Requests left unanswered because the store failed.
+    pub store_errors: AtomicU64,
+    pub coa_acks: AtomicU64,
+    pub coa_naks: AtomicU64,
+    pub coa_timeouts: AtomicU64,
+    pub disconnect_acks: AtomicU64,
+    pub disconnect_failures: AtomicU64,
+}
+
+impl RadiusCounters {
+    const fn new() -> RadiusCounters {
+        RadiusCounters {
+            access_requests: AtomicU64::new(0),
+            access_accepts: AtomicU64::new(0),
+            access_rejects: AtomicU64::new(0),
+            accounting_requests: AtomicU64::new(0),
+            accounting_responses: AtomicU64::new(0),
+            unknown_client: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            bad_authenticator: AtomicU64::new(0),
+            missing_message_authenticator: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            coa_acks: AtomicU64::new(0),
+            coa_naks: AtomicU64::new(0),
+            coa_timeouts: AtomicU64::new(0),
+            disconnect_acks: AtomicU64::new(0),
+            disconnect_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Every counter with its name, for exposition.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("access_requests", c(&self.access_requests)),
+            ("access_accepts", c(&self.access_accepts)),
+            ("access_rejects", c(&self.access_rejects)),
+            ("accounting_requests", c(&self.accounting_requests)),
+            ("accounting_responses", c(&self.accounting_responses)),
+            ("unknown_client", c(&self.unknown_client)),
+            ("malformed", c(&self.malformed)),
+            ("bad_authenticator", c(&self.bad_authenticator)),
+            (
+                "missing_message_authenticator",
+                c(&self.missing_message_authenticator),
+            ),
+            ("duplicates", c(&self.duplicates)),
+            ("store_errors", c(&self.store_errors)),
+            ("coa_acks", c(&self.coa_acks)),
+            ("coa_naks", c(&self.coa_naks)),
+            ("coa_timeouts", c(&self.coa_timeouts)),
+            ("disconnect_acks", c(&self.disconnect_acks)),
+            ("disconnect_failures", c(&self.disconnect_failures)),
+        ]
+    }
+}
+
+/// The process-wide counters of the RADIUS server and CoA sender.
+pub static COUNTERS: RadiusCounters = RadiusCounters::new();
+
+fn count(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The shared secret of the client at `ip`: the most specific `radius.clients` entry.
+pub(crate) fn client_secret(config: &config::Config, ip: IpAddr) -> Option<&str> {
+    let ip = ip.to_canonical();
+    config
+        .radius
+        .clients
+        .iter()
+        .filter(|c| c.address.contains(ip))
+        .max_by_key(|c| c.address.prefix_len())
+        .map(|c| c.secret.as_str())
+}
+
+/// Which listener a datagram arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Port {
+    Auth,
+    Acct,
+}
+
+type DedupKey = (SocketAddr, u8, [u8; 16]);
+
+struct DedupEntry {
+    at: Instant,
+    /// None while the original is being handled.
+    reply: Option<Arc<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct Dedup {
+    entries: HashMap<DedupKey, DedupEntry>,
+    pruned: Option<Instant>,
+}
+
+/// What to do with an arriving datagram.
+enum Admission {
+    Drop,
+    Resend(Arc<Vec<u8>>),
+    Handle {
+        packet: Packet,
+        secret: Vec<u8>,
+        key: DedupKey,
+    },
+}
+
+struct CachedPassword {
+    phc: String,
+    digest: [u8; 16],
+    at: Instant,
+}
+
+struct Server {
+    config: Arc<config::Config>,
+    store: Store,
+    dedup: Mutex<Dedup>,
+    passwords: Mutex<HashMap<String, CachedPassword>>,
+    /// Process-random salt for the in-memory password digests.
+    salt: [u8; 16],
+}
+
+impl Server {
+    fn new(config: Arc<config::Config>, store: Store) -> Server {
+        Server {
+            config,
+            store,
+            dedup: Mutex::new(Dedup::default()),
+            passwords: Mutex::new(HashMap::new()),
+            salt: radius::crypto::random_authenticator(),
+        }
+    }
+
+    /// Client check, signature check, decoding and duplicate detection: everything
+    /// that needs no store, so a flood of junk costs little.
+    fn admit(&self, datagram: &[u8], from: SocketAddr, port: Port) -> Admission {
+        let Some(secret) = client_secret(&self.config, from.ip()) else {
+            count(&COUNTERS.unknown_client);
+            tracing::debug!(%from, "RADIUS datagram from unknown client dropped");
+            return Admission::Drop;
+        };
+        let expected = match port {
+            Port::Auth => Code::AccessRequest.as_u8(),
+            Port::Acct => Code::AccountingRequest.as_u8(),
+        };
+        if datagram.first() != Some(&expected) {
+            count(&COUNTERS.malformed);
+            return Admission::Drop;
+        }
+        if let Err(e) = radius::verify_request(datagram, secret.as_bytes()) {
+            match e {
+                radius::Error::MissingMessageAuthenticator => {
+                    count(&COUNTERS.missing_message_authenticator)
+                }
+                radius::Error::BadAuthenticator | radius::Error::BadMessageAuthenticator => {
+                    count(&COUNTERS.bad_authenticator)
+                }
+                _ => count(&COUNTERS.malformed),
+            }
+            tracing::info!(%from, "RADIUS request dropped: {e}");
+            return Admission::Drop;
+        }
+        let packet = match Packet::decode(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                count(&COUNTERS.malformed);
+                tracing::info!(%from, "RADIUS request dropped: {e}");
+                return Admission::Drop;
+            }
+        };
+        let key = (from, packet.identifier, packet.authenticator);
+        let now = Instant::now();
+        let Ok(mut dedup) = self.dedup.lock() else {
+            return Admission::Drop;
+        };
+        if dedup
+            .pruned
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
+        {
+            dedup
+                .entries
+                .retain(|_, e| now.duration_since(e.at) < DEDUP_WINDOW);
+            dedup.pruned = Some(now);
+        }
+        if let Some(e) = dedup.entries.get(&key) {
+            if now.duration_since(e.at) < DEDUP_WINDOW {
+                count(&COUNTERS.duplicates);
+                return match &e.reply {
+                    Some(r) => Admission::Resend(r.clone()),
+                    None => Admission::Drop,
+                };
+            }
+        }
+        dedup.entries.insert(
+            key,
+            DedupEntry {
+                at: now,
+                reply: None,
+            },
+        );
+        Admission::Handle {
+            packet,
+            secret: secret.as_bytes().to_vec(),
+            key,
+        }
+    }
+
+    /// Remembers the reply for retransmissions, or forgets the request when there is
+    /// none (a store failure), so a retransmission is handled afresh.
+    fn settle(&self, key: DedupKey, reply: Option<Arc<Vec<u8>>>) {
+        if let Ok(mut dedup) = self.dedup.lock() {
+            match reply {
+                Some(r) => {
+                    if let Some(e) = dedup.entries.get_mut(&key) {
+                        e.reply = Some(r);
+                    }
+                }
+                None => {
+                    dedup.entries.remove(&key);
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, req: &Packet, secret: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        let reply = match req.code {
+            Code::AccessRequest => {
+                count(&COUNTERS.access_requests);
+                self.access(req, secret).await
+            }
+            Code::AccountingRequest => {
+                count(&COUNTERS.accounting_requests);
+                self.accounting(req, from.ip().to_canonical()).await
+            }
+            _ => None,
+        }?;
+        let mut reply = reply;
+        // Proxy-State goes back unchanged, in order (RFC 2865 section 5.33).
+        reply.attributes.extend(
+            req.attributes
+                .iter()
+                .filter(|a| matches!(a, Attribute::ProxyState(_)))
+                .cloned(),
+        );
+        match reply.encode_response(secret, &req.authenticator) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(%from, "cannot encode RADIUS reply: {e}");
+                None
+            }
+        }
+    }
+
+    fn reject(&self, login: &str, why: &str) -> Option<Packet> {
+        count(&COUNTERS.access_rejects);
+        tracing::info!(login, "Access-Reject: {why}");
+        Some(Packet::new(Code::AccessReject, 0).with(Attribute::ReplyMessage(why.to_string())))
+    }
+
+    async fn access(&self, req: &Packet, secret: &[u8]) -> Option<Packet> {
+        let mut reply = self.access_decision(req, secret).await?;
+        reply.identifier = req.identifier;
+        Some(reply)
+    }
+
+    async fn access_decision(&self, req: &Packet, secret: &[u8]) -> Option<Packet> {
+        let Some(login) = req.user_name() else {
+            return self.reject("", "no User-Name in the request");
+        };
+        let hidden = req.find(|a| match a {
+            Attribute::UserPassword(h) => Some(h.clone()),
+            _ => None,
+        });
+        let Some(hidden) = hidden else {
+            if req
+                .attributes
+                .iter()
+                .any(|a| matches!(a, Attribute::ChapPassword { .. }))
+            {
+                tracing::warn!(
+                    login,
+                    "CHAP Access-Request rejected: configure the NAS for PAP"
+                );
+                return self.reject(
+                    login,
+                    "CHAP is not supported: this server keeps only one-way password hashes; use PAP",
+                );
+            }
+            return self.reject(
+                login,
+                "no User-Password in the request (only PAP is supported)",
+            );
+        };
+        let Some(password) = radius::unhide_password(&hidden, secret, &req.authenticator)
+            .ok()
+            .and_then(|p| String::from_utf8(p).ok())
+        else {
+            return self.reject(login, "User-Password could not be decoded");
+        };
+        let subscriber = match self.store.find_subscriber(login).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return self.reject(login, "unknown login"),
+            Err(e) => {
+                count(&COUNTERS.store_errors);
+                tracing::error!(login, "store failed during Access-Request: {e}");
+                return None;
+            }
+        };
+        let Some(phc) = subscriber.password_hash.clone() else {
+            return self.reject(login, "the subscriber has no password set");
+        };
+        if !self.password_matches(login, &password, phc).await {
+            return self.reject(login, "wrong password");
+        }
+        count(&COUNTERS.access_accepts);
+        Some(self.accept(&subscriber))
+    }
+
+    fn accept(&self, s: &Subscriber) -> Packet {
+        let filter = if s.port25.is_open() {
+            &self.config.radius.filter_open
+        } else {
+            &self.config.radius.filter_blocked
+        };
+        let mut p = Packet::new(Code::AccessAccept, 0).with(Attribute::FilterId(filter.clone()));
+        let framed = s
+            .static_ips
+            .iter()
+            .filter(|n| n.is_host())
+            .find_map(|n| match n.addr() {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            });
+        if let Some(ip) = framed {
+            p.attributes.push(Attribute::FramedIpAddress(ip));
+        }
+        tracing::info!(login = %s.login, filter = %filter, framed_ip = ?framed, "Access-Accept");
+        p
+    }
+
+    fn digest(&self, password: &str) -> [u8; 16] {
+        radius::crypto::chap_response(0, &self.salt, password.as_bytes())
+    }
+
+    async fn password_matches(&self, login: &str, password: &str, phc: String) -> bool {
+        let digest = self.digest(password);
+        if let Ok(cache) = self.passwords.lock() {
+            if let Some(c) = cache.get(login) {
+                if c.phc == phc
+                    && c.at.elapsed() < PASSWORD_CACHE_TTL
+                    && radius::crypto::ct_eq(&c.digest, &digest)
+                {
+                    return true;
+                }
+            }
+        }
+        let pw = password.to_string();
+        let hash = phc.clone();
+        // argon2id takes tens of milliseconds: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || store::password::verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        if ok {
+            if let Ok(mut cache) = self.passwords.lock() {
+                if cache.len() >= PASSWORD_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(
+                    login.to_string(),
+                    CachedPassword {
+                        phc,
+                        digest,
+                        at: Instant::now(),
+                    },
+                );
+            }
+        }
+        ok
+    }
+
+    async fn accounting(&self, req: &Packet, nas: IpAddr) -> Option<Packet> {
+        let Some(status) = req.acct_status_type() else {
+            count(&COUNTERS.malformed);
+            tracing::info!(%nas, "Accounting-Request without Acct-Status-Type dropped");
+            return None;
+        };
+        let now = self.store.now();
+        let delay = req.find(|a| match a {
+            Attribute::AcctDelayTime(d) => Some(i64::from(*d)),
+            _ => None,
+        });
+        let at = req
+            .find(|a| match a {
+                Attribute::EventTimestamp(t) => Some(Timestamp(i64::from(*t))),
+                _ => None,
+            })
+            .unwrap_or(Timestamp(now.0 - delay.unwrap_or(0)));
+        let result = match status {
+            AcctStatusType::AccountingOn | AcctStatusType::AccountingOff => {
+                self.store.close_nas_sessions(nas, at).await.map(|n| {
+                    tracing::info!(%nas, closed = n, "Accounting-{:?}: closed the NAS's sessions", status);
+                })
+            }
+            AcctStatusType::Start | AcctStatusType::InterimUpdate | AcctStatusType::Stop => {
+                let Some(report) = session_report(req, nas, at) else {
+                    count(&COUNTERS.malformed);
+                    tracing::info!(%nas, "Accounting-Request without User-Name or Acct-Session-Id dropped");
+                    return None;
+                };
+                let r = match status {
+                    AcctStatusType::Start => self.store.session_started(&report).await,
+                    AcctStatusType::InterimUpdate => self.store.session_interim(&report).await,
+                    _ => self.store.session_stopped(&report).await,
+                };
+                r.map(|n| {
+                    tracing::info!(%nas, login = %report.login, session = %report.session_id, leases = n, "accounting {:?}", status);
+                })
+            }
+            AcctStatusType::Other(_) => Ok(()),
+        };
+        if let Err(e) = result {
+            count(&COUNTERS.store_errors);
+            tracing::error!(%nas, "store failed during accounting, no response so the NAS retries: {e}");
+            return None;
+        }
+        count(&COUNTERS.accounting_responses);
+        Some(Packet::new(Code::AccountingResponse, req.identifier))
+    }
+}
+
+/// The session an accounting packet describes; None without User-Name or Acct-Session-Id.
+fn session_report(req: &Packet, nas: IpAddr, at: Timestamp) -> Option<SessionReport> {
+    let mut nets = Vec::new();
+    if let Some(ip) = req.framed_ip_address() {
+        nets.push(IpNet::host(IpAddr::V4(ip)));
+    }
+    for p in req.ipv6_prefixes() {
+        if let Ok(net) = IpNet::new(IpAddr::V6(p.addr), p.len) {
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+    }
+    Some(SessionReport {
+        nas,
+        session_id: req.acct_session_id()?.to_string(),
+        login: req.user_name()?.to_string(),
+        nets,
+        at,
+        session_time: req.find(|a| match a {
+            Attribute::AcctSessionTime(t) => Some(*t),
+            _ => None,
+        }),
+    })
+}
+
+async fn serve(socket: Arc<UdpSocket>, server: Arc<Server>, port: Port) {
+    let mut buf = vec![0u8; radius::packet::MAX_LEN + 1];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems; the
+                // socket itself is fine.
+                tracing::debug!("RADIUS socket receive error: {e}");
+                continue;
+            }
+        };
+        match server.admit(&buf[..n], from, port) {
+            Admission::Drop => {}
+            Admission::Resend(reply) => {
+                let _ = socket.send_to(&reply, from).await;
+            }
+            Admission::Handle {
+                packet,
+                secret,
+                key,
+            } => {
+                let socket = socket.clone();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let reply = server.handle(&packet, &secret, from).await.map(Arc::new);
+                    // Cache before sending, so a retransmission racing the reply finds it.
+                    server.settle(key, reply.clone());
+                    if let Some(r) = &reply {
+                        if let Err(e) = socket.send_to(r, from).await {
+                            tracing::warn!(%from, "cannot send RADIUS reply: {e}");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn sweep(store: Store) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        match store
+            .close_stale_sessions(store.now().minus(STALE_SESSION_AFTER))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                closed = n,
+                "closed RADIUS sessions whose interim updates stopped"
+            ),
+            Err(e) => tracing::error!("stale-session sweep failed: {e}"),
+        }
+    }
+}
+
+/// Binds `radius.listen_auth` and `radius.listen_acct` and serves them; also starts
+/// the stale-session sweeper when accounting is served. Fails (naming the address)
+/// if a listener cannot be bound.
 pub async fn start(
-    _config: Arc<config::Config>,
-    _store: store::Store,
+    config: Arc<config::Config>,
+    store: store::Store,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-    Ok(vec![])
+    let mut sockets = Vec::new();
+    for (addrs, port) in [
+        (&config.radius.listen_auth, Port::Auth),
+        (&config.radius.listen_acct, Port::Acct),
+    ] {
+        for addr in addrs {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| format!("cannot bind RADIUS listener {addr}: {e}"))?;
+            tracing::info!(%addr, ?port, "RADIUS listening");
+            sockets.push((Arc::new(socket), port));
+        }
+    }
+    if !sockets.is_empty() && config.radius.clients.is_empty() {
+        tracing::warn!("radius.clients is empty: every RADIUS request will be dropped");
+    }
+    let server = Arc::new(Server::new(config.clone(), store.clone()));
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = sockets
+        .into_iter()
+        .map(|(s, port)| tokio::spawn(serve(s, server.clone(), port)))
+        .collect();
+    if !config.radius.listen_acct.is_empty() {
+        tasks.push(tokio::spawn(sweep(store)));
+    }
+    Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_specific_client_wins() {
+        let mut c = config::Config::default();
+        c.radius.clients = vec![
+            config::RadiusClient {
+                address: "10.0.0.0/8".parse().unwrap(),
+                secret: "wide".into(),
+            },
+            config::RadiusClient {
+                address: "10.1.0.0/16".parse().unwrap(),
+                secret: "narrow".into(),
+            },
+        ];
+        assert_eq!(
+            client_secret(&c, "10.1.2.3".parse().unwrap()),
+            Some("narrow")
+        );
+        assert_eq!(client_secret(&c, "10.2.2.3".parse().unwrap()), Some("wide"));
+        assert_eq!(
+            client_secret(&c, "::ffff:10.2.2.3".parse().unwrap()),
+            Some("wide")
+        );
+        assert_eq!(client_secret(&c, "192.0.2.1".parse().unwrap()), None);
+    }
 }

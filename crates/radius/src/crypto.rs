@@ -152,7 +152,14 @@ pub fn verify_response(
     if !ct_eq(&md5_packet(&with_request, secret), &packet[4..HEADER_LEN]) {
         return Err(Error::BadAuthenticator);
     }
-    let present = check_message_authenticator(packet, secret, request_authenticator)?;
+    // RFC 5176 computes the ACK/NAK Message-Authenticator over the Request
+    // Authenticator, FreeRADIUS over zeros: accept either (both need the secret).
+    let present = match check_message_authenticator(packet, secret, request_authenticator) {
+        Err(Error::BadMessageAuthenticator) if code.signs_with_zero_vector() => {
+            check_message_authenticator(packet, secret, &[0; 16])?
+        }
+        other => other?,
+    };
     let required = matches!(
         code,
         Code::AccessAccept | Code::AccessReject | Code::AccessChallenge

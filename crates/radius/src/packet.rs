@@ -81,6 +81,21 @@ impl Code {
         )
     }
 
+    /// Whether the Message-Authenticator of a response with this code is computed
+    /// over 16 zero bytes in the authenticator field, as FreeRADIUS (and the NASes
+    /// built on its libraries) do for Accounting-Response and CoA/Disconnect ACK/NAK;
+    /// Access-Accept, -Reject and -Challenge use the Request Authenticator (RFC 3579).
+    pub fn signs_with_zero_vector(self) -> bool {
+        matches!(
+            self,
+            Code::AccountingResponse
+                | Code::CoaAck
+                | Code::CoaNak
+                | Code::DisconnectAck
+                | Code::DisconnectNak
+        )
+    }
+
     /// Whether this code is sent by a client and answered by a server.
     pub fn is_request(self) -> bool {
         matches!(self, Code::AccessRequest | Code::StatusServer)
@@ -211,16 +226,21 @@ impl Packet {
     }
 
     /// Encodes and signs a response to a request whose authenticator was
-    /// `request_authenticator`: always with a Message-Authenticator, then the
-    /// Response Authenticator.
+    /// `request_authenticator`: always with a Message-Authenticator (see
+    /// [`Code::signs_with_zero_vector`]), then the Response Authenticator.
     pub fn encode_response(
         &self,
         secret: &[u8],
         request_authenticator: &[u8; 16],
     ) -> Result<Vec<u8>, Error> {
         let mut buf = self.with_message_authenticator().encode()?;
-        buf[4..HEADER_LEN].copy_from_slice(request_authenticator);
-        crypto::sign_message_authenticator(&mut buf, secret)?;
+        if self.code.signs_with_zero_vector() {
+            crypto::sign_message_authenticator(&mut buf, secret)?;
+            buf[4..HEADER_LEN].copy_from_slice(request_authenticator);
+        } else {
+            buf[4..HEADER_LEN].copy_from_slice(request_authenticator);
+            crypto::sign_message_authenticator(&mut buf, secret)?;
+        }
         let auth = crypto::md5_packet(&buf, secret);
         buf[4..HEADER_LEN].copy_from_slice(&auth);
         Ok(buf)
