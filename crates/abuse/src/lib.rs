@@ -11,6 +11,8 @@
 
 pub mod arf;
 pub mod decide;
+pub mod dns;
+pub mod dnsbl;
 pub mod engine;
 pub mod ingest;
 pub mod mailer;
@@ -86,6 +88,11 @@ pub async fn start(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let engine = Engine::new(&config, store);
     let mut tasks = Vec::new();
+    if !config.abuse.dnsbl_zones.is_empty() {
+        let monitor = dnsbl::Monitor::from_config(&config.abuse, engine.clone())
+            .map_err(|e| e.to_string())?;
+        tasks.push(tokio::spawn(monitor.run()));
+    }
     if let Some(dir) = config.abuse.maildir.clone() {
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
