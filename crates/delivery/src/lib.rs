@@ -1,20 +1,29 @@
 //! Outbound delivery: the durable queue's workers, MX routing, the SMTP client with
 //! opportunistic STARTTLS, retries, DSN bounces (RFC 3464) and DKIM signing.
 
+pub mod client;
+pub mod dkim;
+pub mod dns;
 pub mod dsn;
 pub mod error;
 pub mod protocol;
 pub mod routing;
 pub mod schedule;
+pub mod worker;
 
 use std::sync::Arc;
 
+pub use dkim::dkim_keygen;
 pub use error::DeliveryError;
+pub use worker::{start_with, DeliveryNode, DeliveryTunables};
 
 /// Starts the delivery workers. Returns at once; the workers run until shutdown.
 pub async fn start(
-    _config: Arc<config::Config>,
-    _store: store::Store,
+    config: Arc<config::Config>,
+    store: store::Store,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-    Ok(vec![])
+    start_with(config, store, DeliveryTunables::default())
+        .await
+        .map(DeliveryNode::into_handles)
+        .map_err(|e| e.to_string())
 }

@@ -29,6 +29,7 @@ pub use abuse::{
     AbuseCase, DnsblState, EvidenceRecord, NewEvidence, NewNotice, NoticeRecord,
 };
 pub use db::Value;
+pub use delivery::{ClaimedMessage, ClaimedRecipient, DeliveryAttempt, RecipientOutcome};
 pub use error::StoreError;
 pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};

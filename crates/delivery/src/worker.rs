@@ -1,0 +1,767 @@
+//! The queue workers of one node: claim due recipients with a lease, deliver them
+//! through per-destination lanes that reuse connections, and write every outcome
+//! (delivered, deferred with the back-off schedule, bounced with an RFC 3464 report
+//! enqueued to the sender through the same queue).
+//!
+//! Shape: one *dispatcher* claims recipients (never more than `max_in_flight`
+//! outstanding) and splits each message into *jobs*, one per recipient domain (or
+//! one for the smart host). Each destination has a queue of jobs and up to
+//! `per_destination_connections` *lanes*; a lane holds one SMTP connection and
+//! carries job after job on it until it has been idle for `idle_connection`. A
+//! token bucket per destination spaces out messages when `domain_rate` is set.
+//!
+//! Time for queue decisions (retries, expiry, leases) comes from the store's clock,
+//! so tests can move it; network timeouts are real time.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use policy::Timestamp;
+use store::{ClaimedMessage, ClaimedRecipient, NewQueuedMessage, NewQueuedRecipient, RecipientOutcome, RecipientStatus, Store};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn, Instrument};
+
+use crate::client::{SessionError, SmtpConnection, TlsMode, TransactionResult};
+use crate::dkim::DkimSigners;
+use crate::dns::Dns;
+use crate::dsn::{build_report, wants_report, DsnInput, DsnKind, DsnRecipient};
+use crate::error::DeliveryError;
+use crate::protocol::{EnhancedCode, MessageTraits, Reply, Timeouts};
+use crate::routing::{address_literal, recipient_domain, route, split_host_port, Route};
+use crate::schedule::{after_transient_failure, delay_warning_due, DomainRate, NextStep};
+
+/// Knobs that are not (yet) configuration keys, with production defaults. Tests use
+/// them to reach receivers on loopback: MX lookups there return 127.0.0.x, where
+/// port 25 is privileged or taken, so `smtp_port` moves every MX connection to
+/// another port (the smart host keeps the port written in `delivery.smart_host`).
+#[derive(Clone, Debug)]
+pub struct DeliveryTunables {
+    /// Port of MX and implicit-MX hosts (25).
+    pub smtp_port: u16,
+    /// This node's name in leases and attempt records (default: host name, pid and
+    /// a random suffix, unique per start).
+    pub node_id: String,
+    /// Name given in EHLO and in DSNs (default: `submission.hostname`).
+    pub helo_name: Option<String>,
+    /// Most recipients claimed per query.
+    pub claim_batch: i64,
+    /// Most recipients claimed and not yet settled by this node.
+    pub max_in_flight: usize,
+    /// How long a claim holds; another node takes the recipient over after it.
+    pub lease: Duration,
+    /// How often an idle dispatcher looks for due recipients.
+    pub poll_interval: Duration,
+    /// Simultaneous connections per destination (recipient domain or smart host).
+    pub per_destination_connections: usize,
+    /// Messages per second and burst per destination; `None`: unlimited.
+    pub domain_rate: Option<(f64, u32)>,
+    pub timeouts: Timeouts,
+    /// How long a lane keeps an idle connection open for the next message.
+    pub idle_connection: Duration,
+    /// Messages per connection before it is closed and a new one opened.
+    pub max_messages_per_connection: u64,
+    /// Send one delay warning (RFC 3464 `Action: delayed`) after this long.
+    pub delay_warning_after: Option<Duration>,
+    /// Opportunistic STARTTLS (true) or never TLS (false).
+    pub starttls: bool,
+}
+
+impl Default for DeliveryTunables {
+    fn default() -> Self {
+        DeliveryTunables {
+            smtp_port: 25,
+            node_id: default_node_id(),
+            helo_name: None,
+            claim_batch: 200,
+            max_in_flight: 1000,
+            lease: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(1),
+            per_destination_connections: 10,
+            domain_rate: None,
+            timeouts: Timeouts::default(),
+            idle_connection: Duration::from_secs(5),
+            max_messages_per_connection: 1000,
+            delay_warning_after: None,
+            starttls: true,
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let mut r = [0u8; 4];
+    let _ = getrandom::getrandom(&mut r);
+    format!("{host}-{}-{:08x}", std::process::id(), u32::from_be_bytes(r))
+}
+
+/// A running delivery node.
+pub struct DeliveryNode {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    engine: Arc<Engine>,
+}
+
+impl DeliveryNode {
+    /// Stops every task of this node at once, as `kill -9` would: claims stay in
+    /// the store until their lease runs out.
+    pub fn kill(&self) {
+        let _ = self.stop.send(true);
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+
+    /// Recipients this node has claimed and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.engine.tunables.max_in_flight - self.engine.capacity.available_permits()
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.engine.tunables.node_id
+    }
+
+    pub fn into_handles(self) -> Vec<tokio::task::JoinHandle<()>> {
+        // The stop sender must outlive the tasks that watch it.
+        std::mem::forget(self.stop);
+        self.handles
+    }
+}
+
+struct MessageCtx {
+    meta: ClaimedMessage,
+    /// Body with the DKIM signature prepended, loaded once per message.
+    body: tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
+}
+
+struct Job {
+    message: Arc<MessageCtx>,
+    recipients: Vec<ClaimedRecipient>,
+    _permits: OwnedSemaphorePermit,
+}
+
+struct Destination {
+    key: String,
+    jobs: Mutex<VecDeque<Job>>,
+    lanes: AtomicUsize,
+    wake: Notify,
+    rate: tokio::sync::Mutex<Option<DomainRate>>,
+}
+
+struct Engine {
+    config: Arc<config::Config>,
+    store: Store,
+    dns: Dns,
+    tls: Arc<rustls::ClientConfig>,
+    dkim: DkimSigners,
+    tunables: DeliveryTunables,
+    helo: String,
+    smart_host: Option<(String, u16)>,
+    capacity: Arc<Semaphore>,
+    destinations: Mutex<HashMap<String, Arc<Destination>>>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Starts the delivery node with explicit tunables.
+pub async fn start_with(
+    config: Arc<config::Config>,
+    store: Store,
+    tunables: DeliveryTunables,
+) -> Result<DeliveryNode, DeliveryError> {
+    let dns = Dns::new(config.delivery.dns_server)?;
+    let tls = crate::client::opportunistic_tls_config().map_err(DeliveryError::Tls)?;
+    let dkim = DkimSigners::load(&config.delivery.dkim)?;
+    let smart_host = match &config.delivery.smart_host {
+        Some(s) => Some(split_host_port(s, 25).ok_or_else(|| {
+            DeliveryError::Config(format!("delivery.smart_host '{s}' is not host:port"))
+        })?),
+        None => None,
+    };
+    let helo = tunables
+        .helo_name
+        .clone()
+        .unwrap_or_else(|| config.submission.hostname.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine = Arc::new(Engine {
+        capacity: Arc::new(Semaphore::new(tunables.max_in_flight.max(1))),
+        config,
+        store,
+        dns,
+        tls,
+        dkim,
+        helo,
+        smart_host,
+        tunables,
+        destinations: Mutex::new(HashMap::new()),
+        stop: stop_rx,
+    });
+    info!(node = %engine.tunables.node_id, dkim = ?engine.dkim, "delivery started");
+    let dispatcher = tokio::spawn(dispatch(engine.clone()));
+    let sweeper = tokio::spawn(sweep(engine.clone()));
+    Ok(DeliveryNode {
+        handles: vec![dispatcher, sweeper],
+        stop: stop_tx,
+        engine,
+    })
+}
+
+async fn sweep(engine: Arc<Engine>) {
+    let mut stop = engine.stop.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = engine.store.sweep_finished_messages().await {
+            warn!("queue sweep failed: {e}");
+        }
+    }
+}
+
+async fn dispatch(engine: Arc<Engine>) {
+    let mut stop = engine.stop.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let available = engine.capacity.available_permits();
+        let want = (available as i64).min(engine.tunables.claim_batch);
+        let mut claimed = 0usize;
+        if want > 0 {
+            let lease_until = engine.store.now().plus(engine.tunables.lease);
+            match engine
+                .store
+                .claim_due_recipients(&engine.tunables.node_id, lease_until, want)
+                .await
+            {
+                Ok(messages) => {
+                    for m in messages {
+                        claimed += m.recipients.len();
+                        enqueue_jobs(&engine, m);
+                    }
+                }
+                Err(e) => warn!("claiming due recipients failed: {e}"),
+            }
+        }
+        if claimed == 0 || claimed < want as usize {
+            tokio::select! {
+                _ = tokio::time::sleep(engine.tunables.poll_interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn enqueue_jobs(engine: &Arc<Engine>, m: ClaimedMessage) {
+    let mut by_domain: Vec<(String, Vec<ClaimedRecipient>)> = Vec::new();
+    for r in &m.recipients {
+        let key = match engine.smart_host {
+            Some(_) => "[smart host]".to_string(),
+            None => recipient_domain(&r.address),
+        };
+        match by_domain.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(r.clone()),
+            None => by_domain.push((key, vec![r.clone()])),
+        }
+    }
+    let ctx = Arc::new(MessageCtx {
+        meta: m,
+        body: tokio::sync::OnceCell::new(),
+    });
+    for (key, recipients) in by_domain {
+        let permits = match engine.capacity.clone().try_acquire_many_owned(recipients.len() as u32) {
+            Ok(p) => p,
+            Err(_) => {
+                // More claimed than capacity (cannot happen: claims are sized by it);
+                // hand them back.
+                let ids: Vec<i64> = recipients.iter().map(|r| r.id).collect();
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let _ = engine.store.release_claims(&engine.tunables.node_id, &ids).await;
+                });
+                continue;
+            }
+        };
+        let dest = destination(engine, &key);
+        if let Ok(mut q) = dest.jobs.lock() {
+            q.push_back(Job {
+                message: ctx.clone(),
+                recipients,
+                _permits: permits,
+            });
+        }
+        dest.wake.notify_one();
+        let lanes = dest.lanes.load(Ordering::SeqCst);
+        if lanes < engine.tunables.per_destination_connections.max(1)
+            && dest
+                .lanes
+                .compare_exchange(lanes, lanes + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            tokio::spawn(lane(engine.clone(), dest));
+        }
+    }
+}
+
+fn destination(engine: &Arc<Engine>, key: &str) -> Arc<Destination> {
+    let mut map = match engine.destinations.lock() {
+        Ok(m) => m,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    map.entry(key.to_string())
+        .or_insert_with(|| {
+            Arc::new(Destination {
+                key: key.to_string(),
+                jobs: Mutex::new(VecDeque::new()),
+                lanes: AtomicUsize::new(0),
+                wake: Notify::new(),
+                rate: tokio::sync::Mutex::new(
+                    engine
+                        .tunables
+                        .domain_rate
+                        .map(|(r, b)| DomainRate::new(r, b, Instant::now())),
+                ),
+            })
+        })
+        .clone()
+}
+
+fn pop(dest: &Destination) -> Option<Job> {
+    dest.jobs.lock().ok().and_then(|mut q| q.pop_front())
+}
+
+/// One connection's worth of work for a destination.
+async fn lane(engine: Arc<Engine>, dest: Arc<Destination>) {
+    let mut stop = engine.stop.clone();
+    let mut conn: Option<SmtpConnection> = None;
+    loop {
+        let job = match pop(&dest) {
+            Some(j) => j,
+            None => {
+                let idle = tokio::select! {
+                    _ = dest.wake.notified() => false,
+                    _ = tokio::time::sleep(engine.tunables.idle_connection) => true,
+                    _ = stop.changed() => return,
+                };
+                if idle {
+                    dest.lanes.fetch_sub(1, Ordering::SeqCst);
+                    // A job may have arrived between the pop and the decrement.
+                    let has_work = dest.jobs.lock().map(|q| !q.is_empty()).unwrap_or(false);
+                    if has_work && dest.lanes.fetch_add(1, Ordering::SeqCst) < engine.tunables.per_destination_connections {
+                        continue;
+                    } else if has_work {
+                        dest.lanes.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    if let Some(c) = conn.take() {
+                        c.quit().await;
+                    }
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Some(rate) = dest.rate.lock().await.as_mut() {
+            loop {
+                match rate.take(Instant::now()) {
+                    Ok(()) => break,
+                    Err(wait) => tokio::time::sleep(wait).await,
+                }
+            }
+        }
+        let span = tracing::info_span!("delivery", queue_id = %job.message.meta.id, destination = %dest.key);
+        tokio::select! {
+            _ = process(&engine, &dest, job, &mut conn).instrument(span) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// What happened to one recipient in one attempt.
+#[derive(Clone, Debug)]
+enum Verdict {
+    Delivered { reply: String },
+    Transient { status: EnhancedCode, reply: String, smtp: bool },
+    Permanent { status: EnhancedCode, reply: String, smtp: bool },
+}
+
+struct AttemptReport {
+    verdicts: Vec<Verdict>,
+    host: Option<String>,
+    tls: Option<String>,
+}
+
+fn all(n: usize, v: Verdict) -> Vec<Verdict> {
+    vec![v; n]
+}
+
+fn verdict_of(reply: &Reply) -> Verdict {
+    let text = reply.summary();
+    if reply.is_positive() {
+        Verdict::Delivered { reply: text }
+    } else if reply.is_transient() {
+        Verdict::Transient { status: reply.status(), reply: text, smtp: true }
+    } else {
+        Verdict::Permanent { status: reply.status(), reply: text, smtp: true }
+    }
+}
+
+async fn load_body(engine: &Engine, ctx: &MessageCtx) -> Result<Arc<Vec<u8>>, String> {
+    ctx.body
+        .get_or_init(|| async {
+            let body = match engine.store.queue_body(&ctx.meta.id).await {
+                Ok(Some(b)) => b,
+                Ok(None) => return Err("the message left the queue".to_string()),
+                Err(e) => return Err(format!("reading the body: {e}")),
+            };
+            if engine.dkim.is_empty() {
+                return Ok(Arc::new(body));
+            }
+            match engine.dkim.sign(&body) {
+                Ok(Some(header)) => {
+                    let mut signed = Vec::with_capacity(header.len() + body.len());
+                    signed.extend_from_slice(header.as_bytes());
+                    signed.extend_from_slice(&body);
+                    Ok(Arc::new(signed))
+                }
+                Ok(None) => Ok(Arc::new(body)),
+                Err(e) => {
+                    warn!("DKIM signing failed, sending unsigned: {e}");
+                    Ok(Arc::new(body))
+                }
+            }
+        })
+        .await
+        .clone()
+}
+
+async fn process(engine: &Arc<Engine>, dest: &Destination, job: Job, conn: &mut Option<SmtpConnection>) {
+    let body = match load_body(engine, &job.message).await {
+        Ok(b) => b,
+        Err(reason) => {
+            warn!("cannot deliver: {reason}");
+            let ids: Vec<i64> = job.recipients.iter().map(|r| r.id).collect();
+            let _ = engine.store.release_claims(&engine.tunables.node_id, &ids).await;
+            return;
+        }
+    };
+    let report = attempt(engine, dest, &job, &body, conn).await;
+    settle(engine, &job, report, &body).await;
+}
+
+async fn attempt(
+    engine: &Arc<Engine>,
+    dest: &Destination,
+    job: &Job,
+    body: &[u8],
+    conn: &mut Option<SmtpConnection>,
+) -> AttemptReport {
+    let meta = &job.message.meta;
+    let rcpts: Vec<String> = job.recipients.iter().map(|r| r.address.clone()).collect();
+    let mut addresses: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    addresses.push(&meta.mail_from);
+    let traits = MessageTraits::of(
+        body,
+        meta.body_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("8BITMIME")),
+        meta.smtputf8,
+        &addresses,
+    );
+    let n = rcpts.len();
+    for fresh in [false, true] {
+        if fresh || conn.is_none() {
+            if let Some(c) = conn.take() {
+                c.quit().await;
+            }
+            match connect(engine, dest, n).await {
+                Ok(c) => *conn = Some(c),
+                Err(report) => return report,
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            break;
+        };
+        let host = Some(c.peer().to_string());
+        let tls = c.tls_version().map(str::to_string);
+        let reused = c.messages > 0;
+        match c.send(&meta.mail_from, &rcpts, &traits, body).await {
+            Ok(TransactionResult::Refused(refusal)) => {
+                return AttemptReport {
+                    verdicts: all(n, Verdict::Permanent { status: refusal.status(), reply: refusal.to_string(), smtp: false }),
+                    host,
+                    tls,
+                }
+            }
+            Ok(TransactionResult::Replies(replies)) => {
+                if c.messages >= engine.tunables.max_messages_per_connection {
+                    if let Some(c) = conn.take() {
+                        c.quit().await;
+                    }
+                }
+                return AttemptReport {
+                    verdicts: replies.iter().map(verdict_of).collect(),
+                    host,
+                    tls,
+                };
+            }
+            Err(e) => {
+                *conn = None;
+                // A reused connection the server had quietly closed: try once more
+                // on a new one, unless the message may already have gone out.
+                if reused && !fresh && e.before_data() {
+                    debug!("reused connection failed ({e}); reconnecting");
+                    continue;
+                }
+                return AttemptReport {
+                    verdicts: all(n, Verdict::Transient { status: EnhancedCode(4, 4, 2), reply: e.to_string(), smtp: false }),
+                    host,
+                    tls,
+                };
+            }
+        }
+    }
+    AttemptReport {
+        verdicts: all(n, Verdict::Transient { status: EnhancedCode(4, 4, 1), reply: "no connection".into(), smtp: false }),
+        host: None,
+        tls: None,
+    }
+}
+
+/// Opens a connection for `dest`: the smart host, or the MX hosts in order.
+async fn connect(engine: &Arc<Engine>, dest: &Destination, n: usize) -> Result<SmtpConnection, AttemptReport> {
+    let fail = |v: Verdict| AttemptReport { verdicts: all(n, v), host: None, tls: None };
+    let (hosts, port): (Vec<String>, u16) = match &engine.smart_host {
+        Some((h, p)) => (vec![h.clone()], *p),
+        None => {
+            let domain = dest.key.as_str();
+            if let Some(ip) = address_literal(domain) {
+                (vec![ip.to_string()], engine.tunables.smtp_port)
+            } else {
+                let answer = engine.dns.mx(domain).await.map_err(|e| {
+                    fail(Verdict::Transient { status: EnhancedCode(4, 4, 3), reply: e.to_string(), smtp: false })
+                })?;
+                match route(domain, &answer) {
+                    Route::Hosts(h) => (h, engine.tunables.smtp_port),
+                    Route::NullMx => {
+                        return Err(fail(Verdict::Permanent {
+                            status: EnhancedCode(5, 1, 10),
+                            reply: format!("the domain {domain} accepts no mail (null MX, RFC 7505)"),
+                            smtp: false,
+                        }))
+                    }
+                    Route::NoSuchDomain => {
+                        return Err(fail(Verdict::Permanent {
+                            status: EnhancedCode(5, 1, 2),
+                            reply: format!("the domain {domain} does not exist (NXDOMAIN)"),
+                            smtp: false,
+                        }))
+                    }
+                }
+            }
+        }
+    };
+    let mut last: Option<Verdict> = None;
+    let mut dns_failed = false;
+    for host in &hosts {
+        let addrs = match engine.dns.addresses(host).await {
+            Ok(a) => a,
+            Err(e) => {
+                dns_failed = true;
+                last = Some(Verdict::Transient { status: EnhancedCode(4, 4, 3), reply: e.to_string(), smtp: false });
+                continue;
+            }
+        };
+        for ip in addrs {
+            let addr = SocketAddr::new(ip, port);
+            let mode = if engine.tunables.starttls { TlsMode::Opportunistic } else { TlsMode::Disabled };
+            let opened = match SmtpConnection::open(addr, host, &engine.helo, mode, engine.tls.clone(), engine.tunables.timeouts).await {
+                Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
+                    // RFC 7435: a failed opportunistic handshake falls back to plaintext.
+                    SmtpConnection::open(addr, host, &engine.helo, TlsMode::Disabled, engine.tls.clone(), engine.tunables.timeouts).await
+                }
+                other => other,
+            };
+            match opened {
+                Ok(c) => {
+                    debug!(%addr, host, tls = ?c.tls_version(), "connected");
+                    return Ok(c);
+                }
+                Err(e) => {
+                    debug!(%addr, host, "connection failed: {e}");
+                    last = Some(Verdict::Transient { status: EnhancedCode(4, 4, 1), reply: e.to_string(), smtp: false });
+                }
+            }
+        }
+    }
+    Err(fail(match last {
+        Some(v) => v,
+        None if !dns_failed => Verdict::Permanent {
+            status: EnhancedCode(5, 4, 4),
+            reply: format!("no address for any mail host of {} ({})", dest.key, hosts.join(", ")),
+            smtp: false,
+        },
+        None => Verdict::Transient { status: EnhancedCode(4, 4, 3), reply: "DNS failure".into(), smtp: false },
+    }))
+}
+
+async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[u8]) {
+    let meta = &job.message.meta;
+    let now = engine.store.now();
+    let mut outcomes = Vec::with_capacity(job.recipients.len());
+    let mut failed: Vec<DsnRecipient> = Vec::new();
+    let mut delayed: Vec<DsnRecipient> = Vec::new();
+    let mut delay_until = now;
+    let remote = report.host.clone();
+    for (r, v) in job.recipients.iter().zip(report.verdicts.iter().cycle()) {
+        let dsn_rcpt = |status: EnhancedCode, reply: &str, smtp: bool, reason: &str| DsnRecipient {
+            address: r.address.clone(),
+            orcpt: r.orcpt.clone(),
+            status,
+            smtp_reply: smtp.then(|| reply.to_string()),
+            remote_mta: if smtp { remote.clone() } else { None },
+            reason: if smtp { reason.to_string() } else { reply.to_string() },
+            last_attempt: Some(now),
+        };
+        let (status, next, reply) = match v {
+            Verdict::Delivered { reply } => {
+                info!(rcpt = %r.address, host = ?report.host, tls = ?report.tls, %reply, "delivered");
+                (RecipientStatus::Delivered, now, reply.clone())
+            }
+            Verdict::Permanent { status, reply, smtp } => {
+                info!(rcpt = %r.address, host = ?report.host, %reply, "bounced");
+                if wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Failure) {
+                    failed.push(dsn_rcpt(*status, reply, *smtp, "the receiving server refused it permanently"));
+                }
+                (RecipientStatus::Bounced, now, reply.clone())
+            }
+            Verdict::Transient { status, reply, smtp } => {
+                match after_transient_failure(
+                    meta.received_at,
+                    r.attempts + 1,
+                    now,
+                    &engine.config.delivery.retry_schedule.iter().map(|d| d.get()).collect::<Vec<_>>(),
+                    engine.config.delivery.max_queue_time.get(),
+                ) {
+                    NextStep::RetryAt(at) => {
+                        info!(rcpt = %r.address, host = ?report.host, %reply, next_attempt = %at, "deferred");
+                        let warn = delay_warning_due(meta.received_at, now, engine.tunables.delay_warning_after, r.delay_warned)
+                            && wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Delay { until: at });
+                        if warn {
+                            delay_until = meta.received_at.plus(engine.config.delivery.max_queue_time.get());
+                            delayed.push(dsn_rcpt(*status, reply, *smtp, "delivery is being retried"));
+                        }
+                        outcomes.push(outcome(r, RecipientStatus::Deferred, at, reply.clone(), &report, r.delay_warned || warn));
+                        continue;
+                    }
+                    NextStep::Expire => {
+                        let days = engine.config.delivery.max_queue_time.as_secs() as f64 / 86_400.0;
+                        let why = format!("gave up after {days:.1} days in the queue; last error: {reply}");
+                        info!(rcpt = %r.address, %reply, "expired");
+                        if wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Failure) {
+                            let mut d = dsn_rcpt(*status, reply, *smtp, &why);
+                            d.reason = why.clone();
+                            failed.push(d);
+                        }
+                        (RecipientStatus::Bounced, now, why)
+                    }
+                }
+            }
+        };
+        outcomes.push(outcome(r, status, next, reply, &report, r.delay_warned));
+    }
+    for (kind, list) in [(DsnKind::Failure, &failed), (DsnKind::Delay { until: delay_until }, &delayed)] {
+        if list.is_empty() {
+            continue;
+        }
+        if let Err(e) = enqueue_report(engine, meta, kind, list, body, now).await {
+            warn!("could not enqueue the delivery report: {e}");
+        }
+    }
+    match engine.store.record_outcomes(&engine.tunables.node_id, &meta.id, &outcomes).await {
+        Ok(()) => {}
+        Err(store::StoreError::Conflict) => warn!("lease lost before the outcome was written; another node owns these recipients now"),
+        Err(e) => warn!("recording the outcome failed: {e}"),
+    }
+}
+
+fn outcome(r: &ClaimedRecipient, status: RecipientStatus, next: Timestamp, reply: String, report: &AttemptReport, warned: bool) -> RecipientOutcome {
+    RecipientOutcome {
+        recipient_id: r.id,
+        address: r.address.clone(),
+        status,
+        next_attempt: next,
+        reply,
+        host: report.host.clone(),
+        tls: report.tls.clone(),
+        attempted: true,
+        delay_warned: warned,
+    }
+}
+
+/// Builds an RFC 3464 report for `recipients` of `meta` and enqueues it from the
+/// null sender to the original sender.
+pub(crate) async fn enqueue_report(
+    engine_or_cfg: &impl ReportContext,
+    meta: &ClaimedMessage,
+    kind: DsnKind,
+    recipients: &[DsnRecipient],
+    original: &[u8],
+    now: Timestamp,
+) -> Result<String, DeliveryError> {
+    let id = store::new_queue_id();
+    let report = build_report(&DsnInput {
+        reporting_mta: engine_or_cfg.reporting_mta(),
+        sender: &meta.mail_from,
+        queue_id: &meta.id,
+        envid: meta.envid.as_deref(),
+        ret: meta.ret.as_deref(),
+        arrival: meta.received_at,
+        now,
+        kind,
+        recipients,
+        original,
+        unique: &id,
+    });
+    let eight_bit = report.iter().any(|&b| b >= 0x80);
+    engine_or_cfg
+        .store()
+        .enqueue(&NewQueuedMessage {
+            id: id.clone(),
+            login: meta.login.clone(),
+            mail_from: String::new(),
+            client_ip: None,
+            ret: None,
+            envid: None,
+            smtputf8: !meta.mail_from.is_ascii(),
+            body_type: eight_bit.then(|| "8BITMIME".to_string()),
+            spool_path: None,
+            recipients: vec![NewQueuedRecipient {
+                address: meta.mail_from.clone(),
+                notify: Some("NEVER".into()),
+                orcpt: None,
+            }],
+            body: report,
+        })
+        .await?;
+    info!(queue_id = %meta.id, report_id = %id, "delivery report enqueued for {}", meta.mail_from);
+    Ok(id)
+}
+
+/// Where reports come from and go: the engine, or the CLI's `queue delete --bounce`.
+pub(crate) trait ReportContext {
+    fn reporting_mta(&self) -> &str;
+    fn store(&self) -> &Store;
+}
+
+impl ReportContext for Arc<Engine> {
+    fn reporting_mta(&self) -> &str {
+        &self.helo
+    }
+    fn store(&self) -> &Store {
+        &self.store
+    }
+}
