@@ -62,7 +62,7 @@ fn main() {
 
 fn psql(sql: &str) {
     let ok = Command::new("psql")
-        .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", sql])
+        .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &format!("SET client_min_messages = warning; {sql}")])
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "psql {sql} failed (is PostgreSQL up on 127.0.0.1:5432?)");

@@ -234,3 +234,40 @@ fn serve_refuses_a_bad_config_with_one_line() {
     assert!(!out.status.success());
     assert!(one_line(&out).contains("enforce.table"));
 }
+
+#[test]
+fn enforce_render_loads_in_nft_check_mode_and_pbl_lists_pools() {
+    let env = Env::new("[network]\ndynamic_pools = [\"100.64.0.0/10\", \"2001:db8:8000::/33\"]\nstatic_pools = [\"198.51.100.0/24\"]\n");
+    env.ok(&["subscriber", "add", "gus", "--password", "pw"]);
+    env.ok(&["subscriber", "add", "hal", "--password", "pw", "--plan", "static", "--static-ip", "198.51.100.30"]);
+    let f = env.write("l.csv", "login,ip,start,end\ngus,100.64.3.3,2026-11-01T00:00:00Z,\n");
+    env.ok(&["lease", "import", f.to_str().unwrap()]);
+    let blocked = env.ok(&["enforce", "render"]);
+    assert!(!blocked.contains("100.64.3.3"), "a blocked subscriber's address is not allowed out");
+    env.ok(&["optout", "request", "gus", "--accept-aup"]);
+    env.ok(&["optout", "approve", "gus"]);
+    env.ok(&["port25", "block", "hal", "--reason", "spam"]);
+    let ruleset = env.ok(&["enforce", "render"]);
+    assert!(ruleset.contains("table inet portcullis"), "{ruleset}");
+    assert!(ruleset.contains("100.64.3.3"), "opted-out lease allowed: {ruleset}");
+    assert!(ruleset.contains("198.51.100.30"), "reinstated static address blocked: {ruleset}");
+    assert!(ruleset.contains("2001:db8:8000::/33"));
+
+    if std::process::Command::new("nft").arg("--version").output().is_ok() {
+        // Check mode: parsed and validated by the kernel, never committed.
+        let mut nft = std::process::Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        nft.stdin.take().unwrap().write_all(ruleset.as_bytes()).unwrap();
+        let out = nft.wait_with_output().unwrap();
+        assert!(out.status.success(), "nft -c rejected the ruleset: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let pbl = env.ok(&["enforce", "export-pbl"]);
+    assert!(pbl.contains("100.64.0.0/10"), "{pbl}");
+    assert!(!pbl.contains("198.51.100"), "static pools are not in the policy block list");
+}
