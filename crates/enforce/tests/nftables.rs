@@ -588,3 +588,92 @@ async fn port25_follows_the_policy_on_a_real_network() {
         t.abort();
     }
 }
+
+/// A batch that nft refuses (here: deleting an element someone already removed by
+/// hand) is answered with a full atomic reload, never a missing table.
+#[tokio::test]
+async fn failed_batch_falls_back_to_a_full_reload() {
+    if !lab_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("x.db").display()))
+        .await
+        .unwrap();
+    add(&store, "dyn1", Plan::Dynamic, &[]).await;
+    lease(&store, "dyn1", "100.64.0.2").await;
+    add(&store, "dyn2", Plan::Dynamic, &[]).await;
+    lease(&store, "dyn2", "100.64.0.3").await;
+    opt_out(&store, "dyn1").await;
+    opt_out(&store, "dyn2").await;
+
+    let mut lab = Lab::new();
+    let ns = lab.netns("f");
+    let nft = NftRunner::in_netns(&ns);
+    let config = Arc::new(test_config("portcullis"));
+    let mut enforcer = nftables::Enforcer::new(config, store.clone(), nft.clone());
+    enforcer.full_load().await.unwrap();
+    let first = enforcer.generation();
+    assert!(
+        !enforcer.reconcile().await.unwrap(),
+        "a fresh table is intact"
+    );
+    let present = |addr: &str| {
+        let nft = nft.clone();
+        let probe = format!("get element inet portcullis allowed4_32 {{ {addr} }}\n");
+        async move { nft.load(&probe).await.is_ok() }
+    };
+    assert!(present("100.64.0.2").await && present("100.64.0.3").await);
+
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "portcullis",
+        "allowed4_32",
+        "{ 100.64.0.2 }",
+    ]);
+    let cursor = store.last_event_id().await.unwrap();
+    store
+        .transition("dyn1", Port25Action::Block, &operator(), "spam")
+        .await
+        .unwrap();
+    let events = store.events_after(cursor, 100).await.unwrap();
+    enforcer.apply(&events).await.unwrap();
+    assert_ne!(
+        enforcer.generation(),
+        first,
+        "the refused batch caused a reload"
+    );
+    assert!(!present("100.64.0.2").await && present("100.64.0.3").await);
+
+    // Drift that leaves the marker in place is found by the element probe.
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "nft",
+        "flush",
+        "set",
+        "inet",
+        "portcullis",
+        "allowed4_32",
+    ]);
+    assert!(
+        enforcer.reconcile().await.unwrap(),
+        "a flushed set is noticed"
+    );
+    assert!(present("100.64.0.3").await);
+
+    // Without nft at all, a load fails and says so.
+    let broken = NftRunner::new(vec!["/nonexistent/nft".into()]);
+    let mut e = nftables::Enforcer::new(Arc::new(test_config("portcullis")), store, broken);
+    let err = e.full_load().await.unwrap_err().to_string();
+    assert!(err.contains("cannot run"), "{err}");
+}

@@ -155,3 +155,115 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use policy::{Actor, LeaseSource, Plan, Port25Action};
+
+    use crate::{NewLease, NewSubscriber, Store};
+
+    fn net(s: &str) -> policy::IpNet {
+        s.parse().unwrap()
+    }
+
+    async fn subscriber(store: &Store, login: &str, plan: Plan, statics: &[&str]) {
+        let new = NewSubscriber {
+            login: login.into(),
+            display_name: None,
+            email: None,
+            plan,
+            static_ips: statics.iter().map(|s| net(s)).collect(),
+            password_hash: None,
+        };
+        store
+            .add_subscriber(&new, &Actor::Operator("t".into()))
+            .await
+            .unwrap();
+    }
+
+    async fn lease(store: &Store, login: &str, prefix: &str, end: Option<i64>) {
+        let l = NewLease {
+            login: login.into(),
+            net: net(prefix),
+            start: policy::Timestamp(1),
+            end: end.map(policy::Timestamp),
+            source: LeaseSource::Import,
+            session_id: None,
+            nas: None,
+        };
+        store
+            .import_leases(&[l], &Actor::Operator("t".into()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn enforcement_queries_pick_the_deviating_subscribers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("e.db").display()))
+            .await
+            .unwrap();
+        let op = Actor::Operator("t".into());
+        subscriber(&store, "open", Plan::Dynamic, &[]).await;
+        lease(&store, "open", "100.64.0.9", None).await;
+        lease(&store, "open", "2001:db8:8000:100::/56", None).await;
+        lease(&store, "open", "100.64.0.8", Some(5)).await;
+        store
+            .transition(
+                "open",
+                Port25Action::RequestOptOut { aup_accepted: true },
+                &op,
+                "",
+            )
+            .await
+            .unwrap();
+        store
+            .transition("open", Port25Action::ApproveOptOut, &op, "")
+            .await
+            .unwrap();
+        subscriber(&store, "closed", Plan::Dynamic, &[]).await;
+        lease(&store, "closed", "100.64.0.10", None).await;
+        subscriber(&store, "abuser", Plan::Static, &["198.51.100.7"]).await;
+        store
+            .transition("abuser", Port25Action::Block, &op, "spam")
+            .await
+            .unwrap();
+        subscriber(&store, "fine", Plan::Static, &["198.51.100.8"]).await;
+
+        let mut open = store.opted_out_open_leases().await.unwrap();
+        open.sort_by_key(|h| h.net);
+        let nets: Vec<String> = open
+            .iter()
+            .map(|h| format!("{} {}", h.login, h.net))
+            .collect();
+        assert_eq!(
+            nets,
+            ["open 100.64.0.9", "open 2001:db8:8000:100::/56"],
+            "closed leases and other states left out"
+        );
+        let blocked = store.reinstated_static_addresses().await.unwrap();
+        assert_eq!(blocked.len(), 1);
+        assert_eq!(
+            (blocked[0].login.as_str(), blocked[0].net),
+            ("abuser", net("198.51.100.7"))
+        );
+        assert_eq!(
+            store.open_leases_of("closed").await.unwrap(),
+            vec![net("100.64.0.10")]
+        );
+
+        let logins = ["abuser", "nobody", "open"].map(String::from);
+        let mut states = store.enforcement_states(&logins).await.unwrap();
+        states.sort_by(|a, b| a.login.cmp(&b.login));
+        assert_eq!(states.len(), 2, "unknown logins are left out");
+        assert_eq!(states[0].port25, policy::Port25State::Reinstated);
+        assert_eq!(states[0].static_ips, vec![net("198.51.100.7")]);
+        assert_eq!(
+            states[0].open_leases,
+            vec![net("198.51.100.7")],
+            "a static address is an open lease"
+        );
+        assert_eq!(states[1].port25, policy::Port25State::OptedOut);
+        assert_eq!(states[1].open_leases.len(), 2);
+    }
+}

@@ -22,7 +22,7 @@ pub fn elements_of(
     let mut out: Vec<Element> = match port25 {
         Port25State::OptedOut => open_leases
             .iter()
-            .filter(|l| dynamic_pools.iter().any(|p| p.overlaps(l)))
+            .filter(|l| in_dynamic_pool(dynamic_pools, l))
             .map(|&net| Element {
                 purpose: Purpose::Allowed,
                 net,
@@ -42,6 +42,11 @@ pub fn elements_of(
     out
 }
 
+/// Whether a lease lies in (overlaps) a dynamic pool, where an opt-out opens it.
+pub fn in_dynamic_pool(dynamic_pools: &[IpNet], lease: &IpNet) -> bool {
+    dynamic_pools.iter().any(|p| p.overlaps(lease))
+}
+
 /// The table's subscriber elements as this process last loaded them.
 #[derive(Debug, Default)]
 pub struct Enforced {
@@ -50,6 +55,19 @@ pub struct Enforced {
 }
 
 impl Enforced {
+    /// The state of a fresh full load: each login with the elements it needs.
+    pub fn from_logins(mut by_login: HashMap<String, Vec<Element>>) -> Enforced {
+        let mut refs: HashMap<Element, u32> = HashMap::with_capacity(by_login.len());
+        for wanted in by_login.values_mut() {
+            wanted.sort_unstable();
+            wanted.dedup();
+            for e in wanted.iter() {
+                *refs.entry(*e).or_insert(0) += 1;
+            }
+        }
+        Enforced { by_login, refs }
+    }
+
     /// Records that `login` now needs exactly `wanted` (sorted, deduplicated, as
     /// [`elements_of`] returns) and says which table elements that adds or deletes.
     /// Collect several logins' changes with [`Enforced::replace_into`].

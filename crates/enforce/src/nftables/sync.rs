@@ -11,15 +11,17 @@
 //! the ruleset or a set). Because a load replaces the table in one transaction, a
 //! failure at any point leaves the previous table in place.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use policy::IpNet;
 use store::{Event, Store};
 
-use super::ruleset::{self, render_changes, render_probe, render_table, Element, TableSpec};
-use super::state::{elements_of, Enforced};
+use super::ruleset::{
+    self, render_changes, render_probe, render_table, Element, Purpose, TableSpec,
+};
+use super::state::{elements_of, in_dynamic_pool, Enforced};
 use super::{NftRunner, NftablesError};
 
 /// Known elements probed on each reconcile: enough to notice a flushed set.
@@ -30,32 +32,25 @@ pub async fn load_elements(
     store: &Store,
     dynamic_pools: &[IpNet],
 ) -> Result<Enforced, NftablesError> {
-    let mut enforced = Enforced::default();
-    let mut per_login: std::collections::HashMap<String, Vec<Element>> =
-        std::collections::HashMap::new();
+    // Same rule as `elements_of`, row by row: no allocation per row beyond the map.
+    let mut per_login: HashMap<String, Vec<Element>> = HashMap::new();
     for h in store.opted_out_open_leases().await? {
-        per_login.entry(h.login).or_default().extend(elements_of(
-            dynamic_pools,
-            policy::Port25State::OptedOut,
-            &[h.net],
-            &[],
-        ));
+        if in_dynamic_pool(dynamic_pools, &h.net) {
+            let e = Element {
+                purpose: Purpose::Allowed,
+                net: h.net,
+            };
+            per_login.entry(h.login).or_default().push(e);
+        }
     }
     for h in store.reinstated_static_addresses().await? {
-        per_login.entry(h.login).or_default().extend(elements_of(
-            dynamic_pools,
-            policy::Port25State::Reinstated,
-            &[],
-            &[h.net],
-        ));
+        let e = Element {
+            purpose: Purpose::Blocked,
+            net: h.net,
+        };
+        per_login.entry(h.login).or_default().push(e);
     }
-    for (login, mut wanted) in per_login {
-        wanted.sort();
-        wanted.dedup();
-        // A fresh state has nothing to delete; the changes are the whole table.
-        enforced.replace(&login, wanted);
-    }
-    Ok(enforced)
+    Ok(Enforced::from_logins(per_login))
 }
 
 /// The table of this process and what it believes is in it.
