@@ -47,6 +47,9 @@ pub(crate) fn router() -> Router<Shared> {
         .route("/api/v1/queue/{id}", get(queue_message))
         .route("/api/v1/operators", get(operators))
         .route("/api/v1/abuse/arf", post(abuse_arf))
+        .route("/api/v1/abuse/cases", get(abuse_cases))
+        .route("/api/v1/abuse/cases/{id}", get(abuse_case))
+        .route("/api/v1/abuse/cases/{id}/close", post(abuse_case_close))
         .route("/api/v1/{*rest}", any(no_route))
 }
 
@@ -287,7 +290,12 @@ async fn operators(State(state): State<Shared>, op: ApiOperator) -> ApiResult {
     ok(state.store.list_operators().await?)
 }
 
-async fn abuse_arf(op: ApiOperator, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn abuse_arf(
+    State(state): State<Shared>,
+    op: ApiOperator,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     op.require(OperatorRole::Abuse)?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -303,11 +311,49 @@ async fn abuse_arf(op: ApiOperator, headers: HeaderMap, body: Bytes) -> ApiResul
     if body.is_empty() {
         return Err(PortalError::BadRequest("the report is empty".into()).into());
     }
-    tracing::warn!(operator = %op.0.name, bytes = body.len(), "ARF report refused: ingestion not built in");
-    Err(PortalError::NotImplemented(
-        "ARF ingestion over HTTP is not available in this build: the abuse component's ingest_bytes does not exist yet; use `portcullis abuse ingest FILE` meanwhile".into(),
-    )
-    .into())
+    match abuse::ingest_bytes(&state.config, &state.store, &body).await {
+        Ok(outcome) => {
+            tracing::info!(operator = %op.0.name, bytes = body.len(), "abuse report ingested over the API");
+            ok(outcome)
+        }
+        Err(abuse::AbuseError::Store(e)) => Err(PortalError::Store(e).into()),
+        Err(e) => Err(PortalError::Unprocessable(e.to_string()).into()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct CasesQuery {
+    login: Option<String>,
+}
+
+async fn abuse_cases(
+    State(state): State<Shared>,
+    op: ApiOperator,
+    Query(q): Query<CasesQuery>,
+) -> ApiResult {
+    op.require(OperatorRole::Abuse)?;
+    ok(state.store.abuse_cases(q.login.as_deref()).await?)
+}
+
+async fn abuse_case(
+    State(state): State<Shared>,
+    op: ApiOperator,
+    Path(id): Path<String>,
+) -> ApiResult {
+    op.require(OperatorRole::Abuse)?;
+    let (case, evidence) = desk::abuse_case(&state, &id).await?;
+    ok(json!({ "case": case, "evidence": evidence }))
+}
+
+async fn abuse_case_close(
+    State(state): State<Shared>,
+    op: ApiOperator,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    op.require(OperatorRole::Abuse)?;
+    let n = desk::close_case(&state, &op.actor(), &id, &reason_of(&body)?).await?;
+    ok(json!({ "id": n, "status": "closed" }))
 }
 
 // ----- OpenAPI ---------------------------------------------------------------------
@@ -351,7 +397,7 @@ pub(crate) fn openapi() -> Value {
         false,
     );
     arf["requestBody"] = json!({ "required": true, "content": { "message/rfc822": { "schema": { "type": "string", "format": "binary" } } } });
-    arf["responses"]["501"] = json!({ "$ref": "#/components/responses/Error" });
+    arf["responses"]["422"] = json!({ "$ref": "#/components/responses/Error" });
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -390,7 +436,10 @@ pub(crate) fn openapi() -> Value {
             "/api/v1/queue": { "get": operation("The mail queue", "support", vec![], false) },
             "/api/v1/queue/{id}": { "get": operation("One queued message with its recipients", "support", vec![param("id", "path", true, "queue id")], false) },
             "/api/v1/operators": { "get": operation("Operator accounts", "admin", vec![], false) },
-            "/api/v1/abuse/arf": { "post": arf }
+            "/api/v1/abuse/arf": { "post": arf },
+            "/api/v1/abuse/cases": { "get": operation("Abuse cases, newest activity first", "abuse", vec![param("login", "query", false, "one subscriber only")], false) },
+            "/api/v1/abuse/cases/{id}": { "get": operation("One abuse case with its evidence", "abuse", vec![id()], false) },
+            "/api/v1/abuse/cases/{id}/close": { "post": operation("Close an open abuse case; a reason is required", "abuse", vec![id()], true) }
         }
     })
 }

@@ -45,8 +45,8 @@ pub(crate) struct Dashboard {
     pub states_daily: Vec<Series>,
     /// Per day: opt-out requests, approvals, re-instatements, operator blocks.
     pub port25_daily: Vec<Series>,
-    /// Per day: abuse complaints, DNSBL listings, blocked port-25 flow reports (from
-    /// the event log; zero until the abuse detectors write such events).
+    /// Per day: abuse complaints, DNSBL listings, blocked port-25 flow reports (the
+    /// abuse component's evidence, by the day the abuse happened).
     pub abuse_daily: Vec<Series>,
     pub optouts_pending: i64,
     pub static_requests_pending: i64,
@@ -128,15 +128,12 @@ pub(crate) async fn dashboard(state: &Shared) -> Result<Dashboard, PortalError> 
     .collect();
 
     let mut abuse = vec![vec![0i64; days.len()]; 3];
-    for (day, kind, n) in store.daily_event_counts(since).await? {
-        let si = if kind.contains("complaint") || kind.contains("arf") {
-            0
-        } else if kind.contains("listing") || kind.contains("dnsbl") {
-            1
-        } else if kind.contains("flow") {
-            2
-        } else {
-            continue;
+    for (day, kind, n) in store.daily_evidence_counts(since).await? {
+        let si = match kind.as_str() {
+            "complaint" => 0,
+            "listing" => 1,
+            "flow" => 2,
+            _ => continue,
         };
         if let Some(v) = usize::try_from(day - first)
             .ok()
@@ -145,7 +142,7 @@ pub(crate) async fn dashboard(state: &Shared) -> Result<Dashboard, PortalError> 
             *v += n;
         }
     }
-    let abuse_daily = ["complaints", "DNSBL listings", "port-25 flow reports"]
+    let abuse_daily = ["complaints", "DNSBL listings", "blocked port-25 flows"]
         .iter()
         .zip(abuse)
         .map(|(n, values)| Series {

@@ -270,12 +270,25 @@ pub(crate) async fn subscriber(
             ]
         })
         .collect();
+    let cases: Vec<Vec<String>> = d
+        .abuse_cases
+        .iter()
+        .map(|c| {
+            vec![
+                format!(r#"<a href="/console/abuse/{id}">#{id}</a>"#, id = c.id),
+                esc(&c.status),
+                time(c.opened_at),
+                c.evidence_count.to_string(),
+            ]
+        })
+        .collect();
     let body = format!(
         r#"{msg}<section class="card"><dl>
 <dt>Login</dt><dd>{login}</dd><dt>Name</dt><dd>{name}</dd><dt>Email</dt><dd>{email}</dd>
 <dt>Plan</dt><dd>{plan}</dd><dt>Static addresses</dt><dd>{statics}</dd>
 <dt>Port 25</dt><dd id="port25">{badge}</dd><dt>Sending</dt><dd>{susp}</dd></dl></section>
 {actions}
+<h2>Abuse cases</h2>{cases}
 <h2>Opt-out requests</h2>{optouts}
 <h2>Leases</h2>{leases}
 <h2>Audit trail</h2>{audit}"#,
@@ -300,6 +313,7 @@ pub(crate) async fn subscriber(
             &["requested", "status", "reason", "decided by", "answer"],
             &optouts
         ),
+        cases = table(&["case", "status", "opened", "evidence"], &cases),
         leases = table(&["address", "start", "end", "source", "NAS"], &leases),
         audit = table(&["when", "who", "action", "state", "reason"], &audit),
     );
@@ -581,36 +595,104 @@ pub(crate) async fn support_close(
 pub(crate) async fn abuse(
     State(state): State<Shared>,
     s: OperatorSession,
+    Query(m): Query<Msg>,
 ) -> Result<Html<String>, PortalError> {
     s.require(OperatorRole::Abuse)?;
-    let recent = state.store.audit(None, 1000).await?;
-    let rows: Vec<Vec<String>> = recent
+    let cases = state.store.abuse_cases(None).await?;
+    let rows: Vec<Vec<String>> = cases
         .iter()
-        .rev()
-        .filter(|a| a.action == "reinstate" || a.action == "port25-block")
-        .take(200)
-        .map(|a| {
+        .take(500)
+        .map(|c| {
             vec![
-                time(a.at),
+                format!(r#"<a href="/console/abuse/{id}">#{id}</a>"#, id = c.id),
                 format!(
                     r#"<a href="/console/subscribers/{}">{}</a>"#,
-                    url(&a.login),
-                    esc(&a.login)
+                    url(&c.login),
+                    esc(&c.login)
                 ),
-                esc(&a.actor.to_string()),
-                esc(&a.action),
-                esc(&a.reason),
+                esc(&c.status),
+                time(c.opened_at),
+                time(c.updated_at),
+                esc(&c
+                    .by_kind
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")),
             ]
         })
         .collect();
     let body = format!(
-        r#"<p class="muted">Abuse cases with their evidence appear here once the abuse component stores them; until then, the re-instatements and blocks of the audit log. Reports can be sent to <code>POST /api/v1/abuse/arf</code>.</p>{}"#,
+        r#"{}<p class="muted">Reports also arrive by <code>POST /api/v1/abuse/arf</code> and <code>portcullis abuse ingest</code>.</p>{}"#,
+        notice(m.msg.as_deref()),
         table(
-            &["when", "subscriber", "by", "action", "evidence / reason"],
+            &[
+                "case",
+                "subscriber",
+                "status",
+                "opened",
+                "updated",
+                "evidence"
+            ],
             &rows
         )
     );
-    Ok(page("Abuse", &viewer(&s), &body))
+    Ok(page("Abuse cases", &viewer(&s), &body))
+}
+
+pub(crate) async fn abuse_case(
+    State(state): State<Shared>,
+    s: OperatorSession,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PortalError> {
+    s.require(OperatorRole::Abuse)?;
+    let (case, evidence) = crate::desk::abuse_case(&state, &id).await?;
+    let rows: Vec<Vec<String>> = evidence
+        .iter()
+        .map(|e| {
+            vec![
+                time(e.at),
+                esc(&e.kind),
+                esc(e.ip.as_deref().unwrap_or("")),
+                esc(&e.summary),
+                format!("<pre>{}</pre>", esc(&e.detail.to_string())),
+            ]
+        })
+        .collect();
+    let close = if case.status == "open" {
+        format!(
+            r#"<form method="post" action="/console/abuse/{}/close" class="card">{}<label>Resolution (recorded in the audit log)<input name="reason" required maxlength="2000"></label><button type="submit">Close case</button></form>"#,
+            case.id,
+            csrf_field(&s.csrf)
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        r#"<section class="card"><dl><dt>Subscriber</dt><dd><a href="/console/subscribers/{u}">{l}</a></dd><dt>Status</dt><dd>{st}</dd><dt>Opened</dt><dd>{o}</dd></dl></section>{close}<h2>Evidence</h2>{t}"#,
+        u = url(&case.login),
+        l = esc(&case.login),
+        st = esc(&case.status),
+        o = time(case.opened_at),
+        t = table(&["when", "kind", "address", "summary", "detail"], &rows)
+    );
+    Ok(page(
+        &format!("Abuse case #{}", case.id),
+        &viewer(&s),
+        &body,
+    ))
+}
+
+pub(crate) async fn abuse_case_close(
+    State(state): State<Shared>,
+    s: OperatorSession,
+    Path(id): Path<String>,
+    Form(f): Form<Port25Form>,
+) -> Result<Redirect, PortalError> {
+    s.check_csrf(&f.csrf)?;
+    s.require(OperatorRole::Abuse)?;
+    let n = crate::desk::close_case(&state, &s.actor(), &id, &f.reason).await?;
+    Ok(back("/console/abuse", &format!("case #{n} closed")))
 }
 
 pub(crate) async fn queue(

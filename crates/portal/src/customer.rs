@@ -406,14 +406,23 @@ pub(crate) async fn notices(
     let list = crate::desk::customer_notices(&state, &s.login).await?;
     let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|n| vec![time(n.at), esc(&n.summary)])
+        .map(|n| {
+            vec![
+                time(n.at),
+                format!(
+                    "<strong>{}</strong><pre>{}</pre>",
+                    esc(&n.subject),
+                    esc(&n.body)
+                ),
+            ]
+        })
         .collect();
     let guidance = if sub.port25 == Port25State::Reinstated || !list.is_empty() {
         CLEANUP
     } else {
         ""
     };
-    let body = format!("{}{guidance}", table(&["when", "what we saw"], &rows));
+    let body = format!("{}{guidance}", table(&["when", "notice"], &rows));
     Ok(page("Notices about your connection", &viewer(&s), &body))
 }
 
@@ -565,10 +574,17 @@ pub(crate) async fn password_change(
     let hash = tokio::task::spawn_blocking(move || store::password::hash_password(&new))
         .await
         .map_err(|e| PortalError::BadRequest(format!("could not hash the password: {e}")))?;
-    let lifted = state
+    let actor = Actor::Customer(s.login.clone());
+    state
         .store
-        .set_subscriber_password(&s.login, &hash, &Actor::Customer(s.login.clone()))
+        .set_subscriber_password(&s.login, &hash, &actor)
         .await?;
+    // A new password is the cure for stolen credentials: lift a sending suspension.
+    let lifted = state.store.subscriber(&s.login).await?.suspended
+        && state
+            .store
+            .set_suspended(&s.login, false, &actor, "password changed by the customer")
+            .await?;
     let msg = if lifted {
         "Password changed. The sending suspension is lifted."
     } else {

@@ -142,29 +142,40 @@ pub(crate) async fn decide_static(
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Notice {
     pub at: Timestamp,
-    pub summary: String,
+    pub subject: String,
+    pub body: String,
 }
 
-/// The customer's notices: every re-instatement and operator block of port 25, with
-/// the reason recorded for it (the abuse detectors write what they saw there).
+/// The customer's notices, newest first: those the abuse component wrote (with
+/// what it saw and what to do), and every operator block of port 25 with its reason.
 pub(crate) async fn customer_notices(
     state: &Shared,
     login: &str,
 ) -> Result<Vec<Notice>, PortalError> {
-    let audit = state.store.audit(Some(login), 200).await?;
-    Ok(audit
+    let mut out: Vec<Notice> = state
+        .store
+        .notices(Some(login), 50)
+        .await?
         .into_iter()
-        .rev()
-        .filter(|e| e.action == "reinstate" || e.action == "port25-block")
-        .map(|e| Notice {
-            at: e.at,
-            summary: if e.reason.is_empty() {
-                "port 25 was blocked after abuse was reported from your connection".into()
-            } else {
-                format!("port 25 was blocked: {}", e.reason)
-            },
+        .map(|n| Notice {
+            at: n.created_at,
+            subject: n.subject,
+            body: n.body,
         })
-        .collect())
+        .collect();
+    let audit = state.store.audit(Some(login), 200).await?;
+    out.extend(
+        audit
+            .into_iter()
+            .filter(|e| e.action == "port25-block")
+            .map(|e| Notice {
+                at: e.at,
+                subject: "Port 25 blocked by our abuse desk".into(),
+                body: e.reason,
+            }),
+    );
+    out.sort_by_key(|n| std::cmp::Reverse(n.at));
+    Ok(out)
 }
 
 /// Number of notices of the last 30 days (for the home page).
@@ -189,6 +200,7 @@ pub(crate) struct SubscriberDetail {
     pub optout_requests: Vec<OptoutRequest>,
     pub static_requests: Vec<StaticRequest>,
     pub support_requests: Vec<SupportRequest>,
+    pub abuse_cases: Vec<store::AbuseCase>,
 }
 
 pub(crate) async fn subscriber_detail(
@@ -204,6 +216,7 @@ pub(crate) async fn subscriber_detail(
         optout_requests: state.store.optout_requests(Some(login)).await?,
         static_requests: state.store.static_requests(Some(login)).await?,
         support_requests: state.store.support_requests(Some(login)).await?,
+        abuse_cases: state.store.abuse_cases(Some(login)).await?,
     })
 }
 
@@ -222,4 +235,49 @@ pub(crate) fn whois_query(
         None => now,
     };
     Ok((addr, at))
+}
+
+/// One abuse case with its evidence; `id` as it came in the URL.
+pub(crate) async fn abuse_case(
+    state: &Shared,
+    id: &str,
+) -> Result<(store::AbuseCase, Vec<store::EvidenceRecord>), PortalError> {
+    let not_found = || PortalError::NotFound(format!("abuse case #{id}"));
+    let n: i64 = id.parse().map_err(|_| not_found())?;
+    // Every case has evidence, and the evidence names the subscriber, whose few
+    // cases the store lists with their counts.
+    let evidence = state.store.case_evidence(n).await?;
+    let login = evidence
+        .iter()
+        .find_map(|e| e.login.clone())
+        .ok_or_else(not_found)?;
+    let case = state
+        .store
+        .abuse_cases(Some(&login))
+        .await?
+        .into_iter()
+        .find(|c| c.id == n)
+        .ok_or_else(not_found)?;
+    Ok((case, evidence))
+}
+
+/// Closes an open abuse case; returns its number.
+pub(crate) async fn close_case(
+    state: &Shared,
+    actor: &Actor,
+    id: &str,
+    why: &str,
+) -> Result<i64, PortalError> {
+    let why = reason(why, true)?;
+    let n: i64 = id
+        .parse()
+        .map_err(|_| PortalError::NotFound(format!("abuse case #{id}")))?;
+    if state.store.close_case(n, actor, &why).await? {
+        tracing::info!(%actor, case = n, "abuse case closed");
+        Ok(n)
+    } else {
+        Err(PortalError::BadRequest(format!(
+            "abuse case #{n} is not open"
+        )))
+    }
 }

@@ -35,9 +35,10 @@ pub enum PortalError {
     /// Input the user can correct.
     #[error("{0}")]
     BadRequest(String),
-    /// A feature whose backing component is not built yet.
+    /// Input that is well-formed but cannot be used, e.g. an abuse report the
+    /// parser refuses.
     #[error("{0}")]
-    NotImplemented(String),
+    Unprocessable(String),
     /// The credential backend (RADIUS) did not answer.
     #[error("the login service is unavailable: {0}")]
     AuthUnavailable(String),
@@ -53,7 +54,7 @@ impl PortalError {
             PortalError::Forbidden(_) | PortalError::Csrf => StatusCode::FORBIDDEN,
             PortalError::NotFound(_) => StatusCode::NOT_FOUND,
             PortalError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            PortalError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            PortalError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             PortalError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PortalError::Store(e) => match e {
                 StoreError::UnknownSubscriber(_) => StatusCode::NOT_FOUND,

@@ -88,6 +88,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/console/support", get(console::support))
         .route("/console/support/{id}/close", post(console::support_close))
         .route("/console/abuse", get(console::abuse))
+        .route("/console/abuse/{id}", get(console::abuse_case))
+        .route("/console/abuse/{id}/close", post(console::abuse_case_close))
         .route("/console/queue", get(console::queue))
         .route("/console/audit", get(console::audit))
         .route("/console/operators", get(console::operators))

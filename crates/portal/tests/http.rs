@@ -710,7 +710,19 @@ async fn api_covers_the_desk() {
     );
     let ops = api.api("GET", "/api/v1/operators", Some(&t), None).json();
     assert_eq!(ops.as_array().unwrap().len(), 3);
-    // ARF: content type checked, then a clear 501 until the abuse component exists.
+    // ARF: content type checked, then the report is attributed and opens a case.
+    p.store
+        .open_lease(&store::NewLease {
+            login: "bob".into(),
+            net: "100.64.7.7/32".parse().unwrap(),
+            start: policy::Timestamp::parse_rfc3339("2026-11-26T00:00:00Z").unwrap(),
+            end: None,
+            source: policy::LeaseSource::Radius,
+            session_id: None,
+            nas: None,
+        })
+        .await
+        .unwrap();
     let auth = format!("Bearer {t}");
     let r = api.request(
         "POST",
@@ -723,13 +735,60 @@ async fn api_covers_the_desk() {
         "POST",
         "/api/v1/abuse/arf",
         &[("Authorization", &auth), ("Content-Type", "message/rfc822")],
-        b"From: a@b\r\n\r\nspam",
+        ARF.as_bytes(),
     );
-    assert!(
-        r.status == 501 || r.status == 200 || r.status == 202,
-        "{}",
-        r.body
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outcome = r.json();
+    assert_eq!(outcome["login"], "bob", "{outcome}");
+    let cases = api
+        .api("GET", "/api/v1/abuse/cases?login=bob", Some(&t), None)
+        .json();
+    let case = cases[0]["id"].as_i64().expect("a case for bob");
+    let c = api
+        .api(
+            "GET",
+            &format!("/api/v1/abuse/cases/{case}"),
+            Some(&t),
+            None,
+        )
+        .json();
+    assert_eq!(c["case"]["login"], "bob");
+    assert_eq!(c["evidence"][0]["kind"], "complaint");
+    let mut ada = p.operator("ada");
+    let page = ada.get(&format!("/console/abuse/{case}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("100.64.7.7"));
+    assert!(ada.get("/console/abuse").body.contains(&format!("#{case}")));
+    assert!(ada
+        .get("/console/subscribers/bob")
+        .body
+        .contains(&format!("/console/abuse/{case}")));
+    assert_eq!(ada.get("/console/abuse/999999").status, 404);
+    assert_eq!(
+        api.api(
+            "POST",
+            &format!("/api/v1/abuse/cases/{case}/close"),
+            Some(&t),
+            None
+        )
+        .status,
+        400,
+        "needs a reason"
     );
+    let r = api.api(
+        "POST",
+        &format!("/api/v1/abuse/cases/{case}/close"),
+        Some(&t),
+        Some(json!({"reason": "customer cleaned up"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api.request(
+        "POST",
+        "/api/v1/abuse/arf",
+        &[("Authorization", &auth), ("Content-Type", "message/rfc822")],
+        b"not a report at all",
+    );
+    assert!(r.status == 422 || r.status == 200, "{}", r.body);
     // Unknown API paths answer JSON.
     let r = api.api("GET", "/api/v1/nothing", Some(&t), None);
     assert_eq!(r.status, 404);
@@ -1021,3 +1080,41 @@ async fn operator_store_methods_for_the_cli() {
     assert_eq!(p.store.list_operators().await.unwrap().len(), 3);
     assert!(!p.store.remove_operator("ghost").await.unwrap());
 }
+
+const ARF: &str = "From: <staff@hotmail.example>\r
+Date: Thu, 26 Nov 2026 10:05:00 +0000\r
+Subject: FW: Earn money\r
+To: <abuse@isp.example>\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=feedback-report;\r
+\tboundary=\"b1\"\r
+\r
+--b1\r
+Content-Type: text/plain; charset=\"US-ASCII\"\r
+\r
+This is an email abuse report for a message received from IP 100.64.7.7.\r
+\r
+--b1\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: abuse\r
+User-Agent: SomeGenerator/1.0\r
+Version: 1\r
+Original-Mail-From: <somespammer@example.net>\r
+Arrival-Date: Thu, 26 Nov 2026 10:00:00 +0000\r
+Source-IP: 100.64.7.7\r
+Reported-Domain: example.net\r
+\r
+--b1\r
+Content-Type: message/rfc822\r
+Content-Disposition: inline\r
+\r
+Received: from pc ([100.64.7.7]) by mx.example.com; Thu, 26 Nov 2026 09:59:59 +0000\r
+From: <somespammer@example.net>\r
+Message-ID: <portal-test-1@example.net>\r
+Subject: Earn money\r
+\r
+Spam spam spam.\r
+\r
+--b1--\r
+";

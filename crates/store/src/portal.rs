@@ -646,38 +646,33 @@ impl Store {
         }
     }
 
-    /// Sets a subscriber's password (argon2id PHC string) and lifts a sending
-    /// suspension: a new password is the cure for stolen credentials. Returns whether
-    /// a suspension was lifted.
+    /// Sets a subscriber's password (argon2id PHC string), with its audit entry and
+    /// a `subscriber.password` event. (Lifting a sending suspension is
+    /// [`Store::set_suspended`]'s job; the portal calls both.)
     pub async fn set_subscriber_password(
         &self,
         login: &str,
         password_hash: &str,
         actor: &Actor,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         crate::password::check_phc(password_hash).map_err(StoreError::Invalid)?;
-        let sub = self.subscriber(login).await?;
+        self.subscriber(login).await?;
         let now = self.now();
-        let reason = if sub.suspended {
-            "password changed; sending suspension lifted"
-        } else {
-            "password changed"
-        };
         self.db
             .tx(
                 vec![
                     Stmt::new(
-                        "UPDATE subscribers SET password_hash = $1, suspended = 0, version = version + 1 WHERE login = $2",
+                        "UPDATE subscribers SET password_hash = $1, version = version + 1 WHERE login = $2",
                         params![password_hash, login],
                     )
                     .expect(1),
-                    audit_stmt(now, actor, login, "password-change", reason),
-                    append(now, "subscriber.password", Some(login), json!({ "unsuspended": sub.suspended })),
+                    audit_stmt(now, actor, login, "password-change", "password changed"),
+                    append(now, "subscriber.password", Some(login), json!({})),
                 ],
                 true,
             )
             .await?;
-        Ok(sub.suspended)
+        Ok(())
     }
 
     // ----- console queries -------------------------------------------------------
@@ -736,16 +731,17 @@ impl Store {
             .collect()
     }
 
-    /// Number of events of each kind per UTC day since `since`: (day number since
-    /// the epoch, kind, count). Feeds complaint and listing charts.
-    pub async fn daily_event_counts(
+    /// Abuse evidence per UTC day of the abuse since `since`: (day number since the
+    /// epoch, evidence kind such as `complaint`, `listing`, `flow`, count). Reads the
+    /// abuse component's `abuse_evidence` table.
+    pub async fn daily_evidence_counts(
         &self,
         since: Timestamp,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         let rows = self
             .db
             .query(
-                "SELECT at / 86400, kind, COUNT(*) FROM events WHERE at >= $1 GROUP BY at / 86400, kind ORDER BY 1",
+                "SELECT at / 86400, kind, COUNT(*) FROM abuse_evidence WHERE at >= $1 GROUP BY at / 86400, kind ORDER BY 1",
                 params![since.0],
             )
             .await?;
