@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A throw-away FreeRADIUS server (Debian package freeradius), the peer that
+# portcullis' RADIUS server is benchmarked against: PAP from a users file, accounting
+# answered, on 127.0.0.1 only.
+#
+#   bench/freeradius.sh start DIR AUTH_PORT ACCT_PORT SECRET USERS_FILE
+#   bench/freeradius.sh stop DIR
+#
+# USERS_FILE is in FreeRADIUS "users" format, e.g.
+#   alice Cleartext-Password := "pw"
+#          Filter-Id := "port25-block"
+set -euo pipefail
+
+cmd=${1:?start|stop}
+dir=$(realpath -m "${2:?DIR}")
+
+if [[ $cmd == stop ]]; then
+    [[ -f $dir/run/radiusd.pid ]] && kill "$(cat "$dir/run/radiusd.pid")" 2>/dev/null || true
+    exit 0
+fi
+
+auth=${3:?AUTH_PORT}; acct=${4:?ACCT_PORT}; secret=${5:?SECRET}; users=$(realpath "${6:?USERS_FILE}")
+mkdir -p "$dir/log" "$dir/run"
+cp /etc/freeradius/3.0/dictionary "$dir/dictionary" 2>/dev/null || : > "$dir/dictionary"
+
+cat > "$dir/radiusd.conf" <<CF
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = $dir/log
+raddbdir = $dir
+radacctdir = $dir/log
+name = radiusd
+confdir = $dir
+modconfdir = /etc/freeradius/3.0/mods-config
+run_dir = $dir/run
+db_dir = $dir
+libdir = /usr/lib/freeradius
+pidfile = $dir/run/radiusd.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+log {
+    destination = files
+    file = $dir/log/radius.log
+    auth = no
+}
+security {
+    allow_core_dumps = no
+    max_attributes = 200
+    reject_delay = 0
+    status_server = no
+}
+thread pool {
+    start_servers = 8
+    max_servers = 32
+    min_spare_servers = 4
+    max_spare_servers = 16
+    max_requests_per_server = 0
+    auto_limit_acct = no
+}
+client bench {
+    ipaddr = 127.0.0.1
+    secret = $secret
+}
+modules {
+    files {
+        filename = $users
+    }
+    pap {
+    }
+    always ok {
+        rcode = ok
+    }
+}
+server default {
+    listen {
+        type = auth
+        ipaddr = 127.0.0.1
+        port = $auth
+    }
+    listen {
+        type = acct
+        ipaddr = 127.0.0.1
+        port = $acct
+    }
+    authorize {
+        files
+        pap
+    }
+    authenticate {
+        Auth-Type PAP {
+            pap
+        }
+    }
+    preacct {
+        ok
+    }
+    accounting {
+        ok
+    }
+}
+CF
+
+freeradius -d "$dir" -n radiusd -C >/dev/null 2>"$dir/log/check.err" || { cat "$dir/log/check.err" >&2; exit 1; }
+freeradius -d "$dir" -n radiusd
+for _ in $(seq 50); do
+    [[ -s $dir/run/radiusd.pid ]] && exit 0
+    sleep 0.1
+done
+echo "freeradius did not start; see $dir/log/radius.log" >&2
+exit 1
