@@ -9,11 +9,14 @@
 //! the maildir watcher here) move bytes. Not here: enforcing the block (enforce follows
 //! the `port25.changed` event) and delivering notices (delivery drains the queue).
 
+pub mod anomaly;
 pub mod arf;
+pub mod collector;
 pub mod decide;
 pub mod dns;
 pub mod dnsbl;
 pub mod engine;
+pub mod flow;
 pub mod ingest;
 pub mod mailer;
 pub mod notice;
@@ -22,9 +25,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use anomaly::{Anomaly, AnomalyLimits, SendingMonitor, SubmissionWatch};
 pub use arf::{ArfError, Complaint};
 pub use decide::{Decision, Thresholds};
 pub use engine::{ActionTaken, Attribution, Engine};
+pub use flow::{FlowError, FlowRecord};
 pub use ingest::{IngestItem, IngestOutcome, IngestReport};
 pub use store::{AbuseCase, EvidenceRecord, NoticeRecord};
 
@@ -88,6 +93,13 @@ pub async fn start(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let engine = Engine::new(&config, store);
     let mut tasks = Vec::new();
+    if !config.abuse.flow_listen.is_empty() {
+        tasks.extend(
+            collector::start(&config.abuse.flow_listen, engine.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
     if !config.abuse.dnsbl_zones.is_empty() {
         let monitor = dnsbl::Monitor::from_config(&config.abuse, engine.clone())
             .map_err(|e| e.to_string())?;

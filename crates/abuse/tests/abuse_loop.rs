@@ -193,16 +193,10 @@ async fn ingest_path_reads_files_mboxes_and_maildirs(env: Env) {
 
     let mbox = dir.path().join("complaints.mbox");
     let mut data = String::new();
-    for (i, id) in ["m1@x", "m3@x", "m4@x"].iter().enumerate() {
+    for id in ["m1@x", "m3@x", "m4@x"] {
         data.push_str("From fbl@bigmail.example Thu Nov 26 10:00:00 2026\n");
         data.push_str(
-            &arf(
-                Some("100.64.3.3"),
-                T0 - 10 - i as i64 * 0,
-                id,
-                "message/rfc822",
-            )
-            .replace("\r\n", "\n"),
+            &arf(Some("100.64.3.3"), T0 - 10, id, "message/rfc822").replace("\r\n", "\n"),
         );
         data.push('\n');
     }
@@ -255,3 +249,48 @@ async fn suspension_is_recorded_and_lifted(env: Env) {
         .is_err());
 }
 both_backends!(suspension, suspension_is_recorded_and_lifted);
+
+async fn submission_anomaly_suspends(env: Env) {
+    let store = &env.store;
+    dynamic_with_lease(store, "erin", "100.64.5.5").await;
+    let engine = abuse::Engine::new(&env.config, store.clone());
+    let watch = abuse::SubmissionWatch::with_engine(
+        engine,
+        abuse::AnomalyLimits {
+            distinct_recipients_per_hour: 5,
+            ..Default::default()
+        },
+    );
+    assert!(watch
+        .accepted("erin", &["a@x", "b@x"])
+        .await
+        .unwrap()
+        .is_none());
+    let (anomaly, actions) = watch
+        .accepted("erin", &["c@x", "d@x", "e@x", "f@x"])
+        .await
+        .unwrap()
+        .expect("anomaly");
+    assert_eq!(anomaly.distinct_recipients, 6);
+    assert_eq!(actions.len(), 1);
+    assert!(matches!(
+        actions[0].decision,
+        abuse::Decision::Suspend { .. }
+    ));
+    assert!(store.subscriber("erin").await.unwrap().suspended);
+    let n = store.notices(Some("erin"), 5).await.unwrap();
+    assert_eq!(n[0].kind, "suspended");
+    assert!(n[0].body.contains("change your password"));
+    let cases = store.abuse_cases(Some("erin")).await.unwrap();
+    assert_eq!(cases[0].by_kind.get("anomaly"), Some(&1));
+    // Port 25 untouched; an operator lifts the suspension.
+    assert_eq!(
+        store.subscriber("erin").await.unwrap().port25,
+        Port25State::Blocked
+    );
+    assert!(store
+        .set_suspended("erin", false, &op(), "password changed")
+        .await
+        .unwrap());
+}
+both_backends!(anomaly, submission_anomaly_suspends);
