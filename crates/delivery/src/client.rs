@@ -45,7 +45,10 @@ pub enum SessionError {
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: SocketAddr, source: io::Error },
     #[error("timed out waiting for {stage} from {addr}")]
-    Timeout { addr: SocketAddr, stage: &'static str },
+    Timeout {
+        addr: SocketAddr,
+        stage: &'static str,
+    },
     #[error("connection to {addr} failed during {stage}: {source}")]
     Io {
         addr: SocketAddr,
@@ -53,9 +56,15 @@ pub enum SessionError {
         source: io::Error,
     },
     #[error("{addr} closed the connection during {stage}")]
-    Closed { addr: SocketAddr, stage: &'static str },
+    Closed {
+        addr: SocketAddr,
+        stage: &'static str,
+    },
     #[error("{addr} sent a malformed reply: {source}")]
-    Protocol { addr: SocketAddr, source: ReplyError },
+    Protocol {
+        addr: SocketAddr,
+        source: ReplyError,
+    },
     /// The server refused the greeting, EHLO/HELO or STARTTLS.
     #[error("{addr} refused {stage}: {reply}")]
     Refused {
@@ -100,7 +109,10 @@ enum Stream {
 }
 
 fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "connection closed after a failed TLS handshake")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection closed after a failed TLS handshake",
+    )
 }
 
 impl AsyncRead for Stream {
@@ -253,14 +265,22 @@ impl SmtpConnection {
 
     async fn ehlo(&mut self, helo_name: &str) -> Result<(), SessionError> {
         let r = self
-            .command(&format!("EHLO {helo_name}\r\n"), "EHLO", self.timeouts.command)
+            .command(
+                &format!("EHLO {helo_name}\r\n"),
+                "EHLO",
+                self.timeouts.command,
+            )
             .await?;
         if r.code == 250 {
             self.caps = Capabilities::from_ehlo(&r);
             return Ok(());
         }
         let r = self
-            .command(&format!("HELO {helo_name}\r\n"), "HELO", self.timeouts.command)
+            .command(
+                &format!("HELO {helo_name}\r\n"),
+                "HELO",
+                self.timeouts.command,
+            )
             .await?;
         if r.code == 250 {
             self.caps = Capabilities::default();
@@ -297,21 +317,22 @@ impl SmtpConnection {
         let name = ServerName::try_from(server_name.to_string())
             .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
         let connector = TlsConnector::from(config);
-        let tls = match tokio::time::timeout(self.timeouts.command, connector.connect(name, tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                return Err(SessionError::Tls {
-                    addr,
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(SessionError::Timeout {
-                    addr,
-                    stage: "the TLS handshake",
-                })
-            }
-        };
+        let tls =
+            match tokio::time::timeout(self.timeouts.command, connector.connect(name, tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    return Err(SessionError::Tls {
+                        addr,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(SessionError::Timeout {
+                        addr,
+                        stage: "the TLS handshake",
+                    })
+                }
+            };
         let session = tls.get_ref().1;
         self.tls_version = session.protocol_version().map(|v| match v {
             rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
@@ -326,7 +347,12 @@ impl SmtpConnection {
         Ok(())
     }
 
-    async fn write(&mut self, data: &[u8], stage: &'static str, limit: Duration) -> Result<(), SessionError> {
+    async fn write(
+        &mut self,
+        data: &[u8],
+        stage: &'static str,
+        limit: Duration,
+    ) -> Result<(), SessionError> {
         let addr = self.addr;
         match tokio::time::timeout(limit, self.stream.write_all(data)).await {
             Ok(Ok(())) => Ok(()),
@@ -352,7 +378,11 @@ impl SmtpConnection {
         }
     }
 
-    async fn read_reply(&mut self, stage: &'static str, limit: Duration) -> Result<Reply, SessionError> {
+    async fn read_reply(
+        &mut self,
+        stage: &'static str,
+        limit: Duration,
+    ) -> Result<Reply, SessionError> {
         let addr = self.addr;
         let deadline = tokio::time::Instant::now() + limit;
         let mut buf = [0u8; 8192];
@@ -365,14 +395,25 @@ impl SmtpConnection {
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
                 Ok(Ok(0)) => return Err(SessionError::Closed { addr, stage }),
                 Ok(Ok(n)) => n,
-                Ok(Err(source)) => return Err(SessionError::Io { addr, stage, source }),
+                Ok(Err(source)) => {
+                    return Err(SessionError::Io {
+                        addr,
+                        stage,
+                        source,
+                    })
+                }
                 Err(_) => return Err(SessionError::Timeout { addr, stage }),
             };
             self.parser.feed(&buf[..n]);
         }
     }
 
-    async fn command(&mut self, line: &str, stage: &'static str, limit: Duration) -> Result<Reply, SessionError> {
+    async fn command(
+        &mut self,
+        line: &str,
+        stage: &'static str,
+        limit: Duration,
+    ) -> Result<Reply, SessionError> {
         self.write(line.as_bytes(), stage, limit).await?;
         self.flush(stage, limit).await?;
         self.read_reply(stage, limit).await
@@ -392,7 +433,9 @@ impl SmtpConnection {
             Err(refusal) => return Ok(TransactionResult::Refused(refusal)),
         };
         if self.dirty {
-            let r = self.command("RSET\r\n", "RSET", self.timeouts.command).await?;
+            let r = self
+                .command("RSET\r\n", "RSET", self.timeouts.command)
+                .await?;
             if !r.is_positive() {
                 return Err(SessionError::Refused {
                     addr: self.addr,
@@ -411,7 +454,8 @@ impl SmtpConnection {
             for c in group {
                 wire.push_str(&c.to_line());
             }
-            self.write(wire.as_bytes(), "the envelope", self.timeouts.mail).await?;
+            self.write(wire.as_bytes(), "the envelope", self.timeouts.mail)
+                .await?;
             self.flush("the envelope", self.timeouts.mail).await?;
             for c in group {
                 let (stage, limit) = match c {
@@ -450,15 +494,21 @@ impl SmtpConnection {
         if accepted == 0 || !data_ok {
             if data_ok {
                 // A server that said 354 with no recipient: end the empty message.
-                self.write(b".\r\n", "the end of data", self.timeouts.data_end).await?;
-                self.flush("the end of data", self.timeouts.data_end).await?;
-                let _ = self.read_reply("the reply to the end of data", self.timeouts.data_end).await?;
+                self.write(b".\r\n", "the end of data", self.timeouts.data_end)
+                    .await?;
+                self.flush("the end of data", self.timeouts.data_end)
+                    .await?;
+                let _ = self
+                    .read_reply("the reply to the end of data", self.timeouts.data_end)
+                    .await?;
             }
-            let fallback = data.unwrap_or_else(|| rcpt_replies.last().cloned().unwrap_or(Reply {
-                code: 451,
-                enhanced: None,
-                lines: vec!["no reply".into()],
-            }));
+            let fallback = data.unwrap_or_else(|| {
+                rcpt_replies.last().cloned().unwrap_or(Reply {
+                    code: 451,
+                    enhanced: None,
+                    lines: vec!["no reply".into()],
+                })
+            });
             let out = rcpt_replies
                 .into_iter()
                 .map(|r| if r.is_positive() { fallback.clone() } else { r })
@@ -467,9 +517,11 @@ impl SmtpConnection {
         }
         let payload = dot_stuff(body);
         for chunk in payload.chunks(64 * 1024) {
-            self.write(chunk, "the message data", self.timeouts.data_block).await?;
+            self.write(chunk, "the message data", self.timeouts.data_block)
+                .await?;
         }
-        self.flush("the message data", self.timeouts.data_block).await?;
+        self.flush("the message data", self.timeouts.data_block)
+            .await?;
         let end = self
             .read_reply("the reply to the end of data", self.timeouts.data_end)
             .await?;
@@ -525,7 +577,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -533,7 +590,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

@@ -176,14 +176,20 @@ pub fn dkim_keygen(
     let valid = |s: &str| {
         !s.is_empty()
             && s.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
     };
     if !valid(domain) {
-        return Err(DeliveryError::Invalid(format!("'{domain}' is not a domain name")));
+        return Err(DeliveryError::Invalid(format!(
+            "'{domain}' is not a domain name"
+        )));
     }
     if !valid(selector) {
-        return Err(DeliveryError::Invalid(format!("'{selector}' is not a DKIM selector")));
+        return Err(DeliveryError::Invalid(format!(
+            "'{selector}' is not a DKIM selector"
+        )));
     }
     let (pem, record) = match algorithm.to_ascii_lowercase().as_str() {
         "rsa" => {
@@ -202,10 +208,15 @@ pub fn dkim_keygen(
             (pem, format!("v=DKIM1; k=rsa; p={p}"))
         }
         "ed25519" => {
-            let der = Ed25519Key::generate_pkcs8().map_err(|e| DeliveryError::Dkim(e.to_string()))?;
-            let key = Ed25519Key::from_pkcs8_der(&der).map_err(|e| DeliveryError::Dkim(e.to_string()))?;
+            let der =
+                Ed25519Key::generate_pkcs8().map_err(|e| DeliveryError::Dkim(e.to_string()))?;
+            let key =
+                Ed25519Key::from_pkcs8_der(&der).map_err(|e| DeliveryError::Dkim(e.to_string()))?;
             let p = base64::engine::general_purpose::STANDARD.encode(key.public_key());
-            (pem_encode("PRIVATE KEY", &der), format!("v=DKIM1; k=ed25519; p={p}"))
+            (
+                pem_encode("PRIVATE KEY", &der),
+                format!("v=DKIM1; k=ed25519; p={p}"),
+            )
         }
         other => {
             return Err(DeliveryError::Invalid(format!(
@@ -240,10 +251,14 @@ mod tests {
     #[test]
     fn finds_the_from_domain() {
         assert_eq!(
-            from_domain(b"Subject: x\r\nFrom: Ann <ann@Mail.ISP.example>\r\n\r\nFrom: no@x\r\n").as_deref(),
+            from_domain(b"Subject: x\r\nFrom: Ann <ann@Mail.ISP.example>\r\n\r\nFrom: no@x\r\n")
+                .as_deref(),
             Some("mail.isp.example")
         );
-        assert_eq!(from_domain(b"from: ann@isp.example\n\n").as_deref(), Some("isp.example"));
+        assert_eq!(
+            from_domain(b"from: ann@isp.example\n\n").as_deref(),
+            Some("isp.example")
+        );
         assert_eq!(
             from_domain(b"From:\r\n \"A\" <a@b.example>\r\n\r\n").as_deref(),
             Some("b.example")
@@ -271,8 +286,14 @@ mod tests {
                 .unwrap();
             assert!(header.starts_with("DKIM-Signature:"), "{header}");
             assert!(header.contains("d=isp.example"));
-            assert!(signers.sign(b"From: a@other.example\r\n\r\nx\r\n").unwrap().is_none());
-            assert!(dkim_keygen(dir.path(), "isp.example", alg, alg).is_err(), "no overwrite");
+            assert!(signers
+                .sign(b"From: a@other.example\r\n\r\nx\r\n")
+                .unwrap()
+                .is_none());
+            assert!(
+                dkim_keygen(dir.path(), "isp.example", alg, alg).is_err(),
+                "no overwrite"
+            );
         }
         assert!(dkim_keygen(dir.path(), "isp.example", "s", "dsa").is_err());
         assert!(dkim_keygen(dir.path(), "bad domain", "s", "rsa").is_err());

@@ -7,10 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
 use crate::error::DeliveryError;
@@ -78,7 +78,11 @@ impl Dns {
         };
         match self.resolver.lookup(fqdn.as_str(), kind).await {
             Ok(lookup) => {
-                let found: Vec<T> = lookup.answers().iter().filter_map(|r| pick(&r.data)).collect();
+                let found: Vec<T> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| pick(&r.data))
+                    .collect();
                 Ok(if found.is_empty() {
                     Found::NoRecords
                 } else {

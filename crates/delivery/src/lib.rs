@@ -1,6 +1,7 @@
 //! Outbound delivery: the durable queue's workers, MX routing, the SMTP client with
 //! opportunistic STARTTLS, retries, DSN bounces (RFC 3464) and DKIM signing.
 
+pub mod admin;
 pub mod client;
 pub mod dkim;
 pub mod dns;
@@ -13,6 +14,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
+pub use admin::{queue_delete, queue_flush, queue_list, queue_retry, queue_show, QueueEntry};
 pub use dkim::dkim_keygen;
 pub use error::DeliveryError;
 pub use worker::{start_with, DeliveryNode, DeliveryTunables};

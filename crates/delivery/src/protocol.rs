@@ -617,7 +617,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            judge_envelope(&[no.clone()], 2),
+            judge_envelope(std::slice::from_ref(&no), 2),
             EnvelopeVerdict::MailRefused(no)
         );
         assert!(matches!(

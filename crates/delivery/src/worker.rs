@@ -20,7 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use policy::Timestamp;
-use store::{ClaimedMessage, ClaimedRecipient, NewQueuedMessage, NewQueuedRecipient, RecipientOutcome, RecipientStatus, Store};
+use store::{
+    ClaimedMessage, ClaimedRecipient, NewQueuedMessage, NewQueuedRecipient, RecipientOutcome,
+    RecipientStatus, Store,
+};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 
@@ -98,7 +101,11 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "node".into());
     let mut r = [0u8; 4];
     let _ = getrandom::getrandom(&mut r);
-    format!("{host}-{}-{:08x}", std::process::id(), u32::from_be_bytes(r))
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        u32::from_be_bytes(r)
+    )
 }
 
 /// A running delivery node.
@@ -275,7 +282,11 @@ fn enqueue_jobs(engine: &Arc<Engine>, m: ClaimedMessage) {
         body: tokio::sync::OnceCell::new(),
     });
     for (key, recipients) in by_domain {
-        let permits = match engine.capacity.clone().try_acquire_many_owned(recipients.len() as u32) {
+        let permits = match engine
+            .capacity
+            .clone()
+            .try_acquire_many_owned(recipients.len() as u32)
+        {
             Ok(p) => p,
             Err(_) => {
                 // More claimed than capacity (cannot happen: claims are sized by it);
@@ -283,7 +294,10 @@ fn enqueue_jobs(engine: &Arc<Engine>, m: ClaimedMessage) {
                 let ids: Vec<i64> = recipients.iter().map(|r| r.id).collect();
                 let engine = engine.clone();
                 tokio::spawn(async move {
-                    let _ = engine.store.release_claims(&engine.tunables.node_id, &ids).await;
+                    let _ = engine
+                        .store
+                        .release_claims(&engine.tunables.node_id, &ids)
+                        .await;
                 });
                 continue;
             }
@@ -353,7 +367,10 @@ async fn lane(engine: Arc<Engine>, dest: Arc<Destination>) {
                     dest.lanes.fetch_sub(1, Ordering::SeqCst);
                     // A job may have arrived between the pop and the decrement.
                     let has_work = dest.jobs.lock().map(|q| !q.is_empty()).unwrap_or(false);
-                    if has_work && dest.lanes.fetch_add(1, Ordering::SeqCst) < engine.tunables.per_destination_connections {
+                    if has_work
+                        && dest.lanes.fetch_add(1, Ordering::SeqCst)
+                            < engine.tunables.per_destination_connections
+                    {
                         continue;
                     } else if has_work {
                         dest.lanes.fetch_sub(1, Ordering::SeqCst);
@@ -385,9 +402,19 @@ async fn lane(engine: Arc<Engine>, dest: Arc<Destination>) {
 /// What happened to one recipient in one attempt.
 #[derive(Clone, Debug)]
 enum Verdict {
-    Delivered { reply: String },
-    Transient { status: EnhancedCode, reply: String, smtp: bool },
-    Permanent { status: EnhancedCode, reply: String, smtp: bool },
+    Delivered {
+        reply: String,
+    },
+    Transient {
+        status: EnhancedCode,
+        reply: String,
+        smtp: bool,
+    },
+    Permanent {
+        status: EnhancedCode,
+        reply: String,
+        smtp: bool,
+    },
 }
 
 struct AttemptReport {
@@ -405,9 +432,17 @@ fn verdict_of(reply: &Reply) -> Verdict {
     if reply.is_positive() {
         Verdict::Delivered { reply: text }
     } else if reply.is_transient() {
-        Verdict::Transient { status: reply.status(), reply: text, smtp: true }
+        Verdict::Transient {
+            status: reply.status(),
+            reply: text,
+            smtp: true,
+        }
     } else {
-        Verdict::Permanent { status: reply.status(), reply: text, smtp: true }
+        Verdict::Permanent {
+            status: reply.status(),
+            reply: text,
+            smtp: true,
+        }
     }
 }
 
@@ -440,13 +475,21 @@ async fn load_body(engine: &Engine, ctx: &MessageCtx) -> Result<Arc<Vec<u8>>, St
         .clone()
 }
 
-async fn process(engine: &Arc<Engine>, dest: &Destination, job: Job, conn: &mut Option<SmtpConnection>) {
+async fn process(
+    engine: &Arc<Engine>,
+    dest: &Destination,
+    job: Job,
+    conn: &mut Option<SmtpConnection>,
+) {
     let body = match load_body(engine, &job.message).await {
         Ok(b) => b,
         Err(reason) => {
             warn!("cannot deliver: {reason}");
             let ids: Vec<i64> = job.recipients.iter().map(|r| r.id).collect();
-            let _ = engine.store.release_claims(&engine.tunables.node_id, &ids).await;
+            let _ = engine
+                .store
+                .release_claims(&engine.tunables.node_id, &ids)
+                .await;
             return;
         }
     };
@@ -467,7 +510,9 @@ async fn attempt(
     addresses.push(&meta.mail_from);
     let traits = MessageTraits::of(
         body,
-        meta.body_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("8BITMIME")),
+        meta.body_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("8BITMIME")),
         meta.smtputf8,
         &addresses,
     );
@@ -491,7 +536,14 @@ async fn attempt(
         match c.send(&meta.mail_from, &rcpts, &traits, body).await {
             Ok(TransactionResult::Refused(refusal)) => {
                 return AttemptReport {
-                    verdicts: all(n, Verdict::Permanent { status: refusal.status(), reply: refusal.to_string(), smtp: false }),
+                    verdicts: all(
+                        n,
+                        Verdict::Permanent {
+                            status: refusal.status(),
+                            reply: refusal.to_string(),
+                            smtp: false,
+                        },
+                    ),
                     host,
                     tls,
                 }
@@ -517,7 +569,14 @@ async fn attempt(
                     continue;
                 }
                 return AttemptReport {
-                    verdicts: all(n, Verdict::Transient { status: EnhancedCode(4, 4, 2), reply: e.to_string(), smtp: false }),
+                    verdicts: all(
+                        n,
+                        Verdict::Transient {
+                            status: EnhancedCode(4, 4, 2),
+                            reply: e.to_string(),
+                            smtp: false,
+                        },
+                    ),
                     host,
                     tls,
                 };
@@ -525,15 +584,30 @@ async fn attempt(
         }
     }
     AttemptReport {
-        verdicts: all(n, Verdict::Transient { status: EnhancedCode(4, 4, 1), reply: "no connection".into(), smtp: false }),
+        verdicts: all(
+            n,
+            Verdict::Transient {
+                status: EnhancedCode(4, 4, 1),
+                reply: "no connection".into(),
+                smtp: false,
+            },
+        ),
         host: None,
         tls: None,
     }
 }
 
 /// Opens a connection for `dest`: the smart host, or the MX hosts in order.
-async fn connect(engine: &Arc<Engine>, dest: &Destination, n: usize) -> Result<SmtpConnection, AttemptReport> {
-    let fail = |v: Verdict| AttemptReport { verdicts: all(n, v), host: None, tls: None };
+async fn connect(
+    engine: &Arc<Engine>,
+    dest: &Destination,
+    n: usize,
+) -> Result<SmtpConnection, AttemptReport> {
+    let fail = |v: Verdict| AttemptReport {
+        verdicts: all(n, v),
+        host: None,
+        tls: None,
+    };
     let (hosts, port): (Vec<String>, u16) = match &engine.smart_host {
         Some((h, p)) => (vec![h.clone()], *p),
         None => {
@@ -542,14 +616,20 @@ async fn connect(engine: &Arc<Engine>, dest: &Destination, n: usize) -> Result<S
                 (vec![ip.to_string()], engine.tunables.smtp_port)
             } else {
                 let answer = engine.dns.mx(domain).await.map_err(|e| {
-                    fail(Verdict::Transient { status: EnhancedCode(4, 4, 3), reply: e.to_string(), smtp: false })
+                    fail(Verdict::Transient {
+                        status: EnhancedCode(4, 4, 3),
+                        reply: e.to_string(),
+                        smtp: false,
+                    })
                 })?;
                 match route(domain, &answer) {
                     Route::Hosts(h) => (h, engine.tunables.smtp_port),
                     Route::NullMx => {
                         return Err(fail(Verdict::Permanent {
                             status: EnhancedCode(5, 1, 10),
-                            reply: format!("the domain {domain} accepts no mail (null MX, RFC 7505)"),
+                            reply: format!(
+                                "the domain {domain} accepts no mail (null MX, RFC 7505)"
+                            ),
                             smtp: false,
                         }))
                     }
@@ -571,17 +651,42 @@ async fn connect(engine: &Arc<Engine>, dest: &Destination, n: usize) -> Result<S
             Ok(a) => a,
             Err(e) => {
                 dns_failed = true;
-                last = Some(Verdict::Transient { status: EnhancedCode(4, 4, 3), reply: e.to_string(), smtp: false });
+                last = Some(Verdict::Transient {
+                    status: EnhancedCode(4, 4, 3),
+                    reply: e.to_string(),
+                    smtp: false,
+                });
                 continue;
             }
         };
         for ip in addrs {
             let addr = SocketAddr::new(ip, port);
-            let mode = if engine.tunables.starttls { TlsMode::Opportunistic } else { TlsMode::Disabled };
-            let opened = match SmtpConnection::open(addr, host, &engine.helo, mode, engine.tls.clone(), engine.tunables.timeouts).await {
+            let mode = if engine.tunables.starttls {
+                TlsMode::Opportunistic
+            } else {
+                TlsMode::Disabled
+            };
+            let opened = match SmtpConnection::open(
+                addr,
+                host,
+                &engine.helo,
+                mode,
+                engine.tls.clone(),
+                engine.tunables.timeouts,
+            )
+            .await
+            {
                 Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
                     // RFC 7435: a failed opportunistic handshake falls back to plaintext.
-                    SmtpConnection::open(addr, host, &engine.helo, TlsMode::Disabled, engine.tls.clone(), engine.tunables.timeouts).await
+                    SmtpConnection::open(
+                        addr,
+                        host,
+                        &engine.helo,
+                        TlsMode::Disabled,
+                        engine.tls.clone(),
+                        engine.tunables.timeouts,
+                    )
+                    .await
                 }
                 other => other,
             };
@@ -592,7 +697,11 @@ async fn connect(engine: &Arc<Engine>, dest: &Destination, n: usize) -> Result<S
                 }
                 Err(e) => {
                     debug!(%addr, host, "connection failed: {e}");
-                    last = Some(Verdict::Transient { status: EnhancedCode(4, 4, 1), reply: e.to_string(), smtp: false });
+                    last = Some(Verdict::Transient {
+                        status: EnhancedCode(4, 4, 1),
+                        reply: e.to_string(),
+                        smtp: false,
+                    });
                 }
             }
         }
@@ -601,10 +710,18 @@ async fn connect(engine: &Arc<Engine>, dest: &Destination, n: usize) -> Result<S
         Some(v) => v,
         None if !dns_failed => Verdict::Permanent {
             status: EnhancedCode(5, 4, 4),
-            reply: format!("no address for any mail host of {} ({})", dest.key, hosts.join(", ")),
+            reply: format!(
+                "no address for any mail host of {} ({})",
+                dest.key,
+                hosts.join(", ")
+            ),
             smtp: false,
         },
-        None => Verdict::Transient { status: EnhancedCode(4, 4, 3), reply: "DNS failure".into(), smtp: false },
+        None => Verdict::Transient {
+            status: EnhancedCode(4, 4, 3),
+            reply: "DNS failure".into(),
+            smtp: false,
+        },
     }))
 }
 
@@ -623,7 +740,11 @@ async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[
             status,
             smtp_reply: smtp.then(|| reply.to_string()),
             remote_mta: if smtp { remote.clone() } else { None },
-            reason: if smtp { reason.to_string() } else { reply.to_string() },
+            reason: if smtp {
+                reason.to_string()
+            } else {
+                reply.to_string()
+            },
             last_attempt: Some(now),
         };
         let (status, next, reply) = match v {
@@ -631,35 +752,79 @@ async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[
                 info!(rcpt = %r.address, host = ?report.host, tls = ?report.tls, %reply, "delivered");
                 (RecipientStatus::Delivered, now, reply.clone())
             }
-            Verdict::Permanent { status, reply, smtp } => {
+            Verdict::Permanent {
+                status,
+                reply,
+                smtp,
+            } => {
                 info!(rcpt = %r.address, host = ?report.host, %reply, "bounced");
                 if wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Failure) {
-                    failed.push(dsn_rcpt(*status, reply, *smtp, "the receiving server refused it permanently"));
+                    failed.push(dsn_rcpt(
+                        *status,
+                        reply,
+                        *smtp,
+                        "the receiving server refused it permanently",
+                    ));
                 }
                 (RecipientStatus::Bounced, now, reply.clone())
             }
-            Verdict::Transient { status, reply, smtp } => {
+            Verdict::Transient {
+                status,
+                reply,
+                smtp,
+            } => {
                 match after_transient_failure(
                     meta.received_at,
                     r.attempts + 1,
                     now,
-                    &engine.config.delivery.retry_schedule.iter().map(|d| d.get()).collect::<Vec<_>>(),
+                    &engine
+                        .config
+                        .delivery
+                        .retry_schedule
+                        .iter()
+                        .map(|d| d.get())
+                        .collect::<Vec<_>>(),
                     engine.config.delivery.max_queue_time.get(),
                 ) {
                     NextStep::RetryAt(at) => {
                         info!(rcpt = %r.address, host = ?report.host, %reply, next_attempt = %at, "deferred");
-                        let warn = delay_warning_due(meta.received_at, now, engine.tunables.delay_warning_after, r.delay_warned)
-                            && wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Delay { until: at });
+                        let warn = delay_warning_due(
+                            meta.received_at,
+                            now,
+                            engine.tunables.delay_warning_after,
+                            r.delay_warned,
+                        ) && wants_report(
+                            &meta.mail_from,
+                            r.notify.as_deref(),
+                            DsnKind::Delay { until: at },
+                        );
                         if warn {
-                            delay_until = meta.received_at.plus(engine.config.delivery.max_queue_time.get());
-                            delayed.push(dsn_rcpt(*status, reply, *smtp, "delivery is being retried"));
+                            delay_until = meta
+                                .received_at
+                                .plus(engine.config.delivery.max_queue_time.get());
+                            delayed.push(dsn_rcpt(
+                                *status,
+                                reply,
+                                *smtp,
+                                "delivery is being retried",
+                            ));
                         }
-                        outcomes.push(outcome(r, RecipientStatus::Deferred, at, reply.clone(), &report, r.delay_warned || warn));
+                        outcomes.push(outcome(
+                            r,
+                            RecipientStatus::Deferred,
+                            at,
+                            reply.clone(),
+                            &report,
+                            r.delay_warned || warn,
+                        ));
                         continue;
                     }
                     NextStep::Expire => {
-                        let days = engine.config.delivery.max_queue_time.as_secs() as f64 / 86_400.0;
-                        let why = format!("gave up after {days:.1} days in the queue; last error: {reply}");
+                        let days =
+                            engine.config.delivery.max_queue_time.as_secs() as f64 / 86_400.0;
+                        let why = format!(
+                            "gave up after {days:.1} days in the queue; last error: {reply}"
+                        );
                         info!(rcpt = %r.address, %reply, "expired");
                         if wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Failure) {
                             let mut d = dsn_rcpt(*status, reply, *smtp, &why);
@@ -673,7 +838,10 @@ async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[
         };
         outcomes.push(outcome(r, status, next, reply, &report, r.delay_warned));
     }
-    for (kind, list) in [(DsnKind::Failure, &failed), (DsnKind::Delay { until: delay_until }, &delayed)] {
+    for (kind, list) in [
+        (DsnKind::Failure, &failed),
+        (DsnKind::Delay { until: delay_until }, &delayed),
+    ] {
         if list.is_empty() {
             continue;
         }
@@ -681,14 +849,27 @@ async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[
             warn!("could not enqueue the delivery report: {e}");
         }
     }
-    match engine.store.record_outcomes(&engine.tunables.node_id, &meta.id, &outcomes).await {
+    match engine
+        .store
+        .record_outcomes(&engine.tunables.node_id, &meta.id, &outcomes)
+        .await
+    {
         Ok(()) => {}
-        Err(store::StoreError::Conflict) => warn!("lease lost before the outcome was written; another node owns these recipients now"),
+        Err(store::StoreError::Conflict) => warn!(
+            "lease lost before the outcome was written; another node owns these recipients now"
+        ),
         Err(e) => warn!("recording the outcome failed: {e}"),
     }
 }
 
-fn outcome(r: &ClaimedRecipient, status: RecipientStatus, next: Timestamp, reply: String, report: &AttemptReport, warned: bool) -> RecipientOutcome {
+fn outcome(
+    r: &ClaimedRecipient,
+    status: RecipientStatus,
+    next: Timestamp,
+    reply: String,
+    report: &AttemptReport,
+    warned: bool,
+) -> RecipientOutcome {
     RecipientOutcome {
         recipient_id: r.id,
         address: r.address.clone(),
