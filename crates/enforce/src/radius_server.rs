@@ -40,6 +40,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// sessions does not pay an argon2id verification for each.
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
 const PASSWORD_CACHE_MAX: usize = 100_000;
+/// Password verifications allowed to wait per core before requests are shed.
+const HASH_QUEUE_PER_CORE: usize = 16;
 
 /// What the server has seen, for `/metrics`. All counters only grow.
 #[derive(Debug, Default)]
@@ -64,6 +66,8 @@ pub struct RadiusCounters {
     pub duplicates: AtomicU64,
     /// Requests left unanswered because the store failed.
     pub store_errors: AtomicU64,
+    /// Access-Requests left unanswered because too many password checks were queued.
+    pub shed: AtomicU64,
     pub coa_acks: AtomicU64,
     pub coa_naks: AtomicU64,
     pub coa_timeouts: AtomicU64,
@@ -85,6 +89,7 @@ impl RadiusCounters {
             missing_message_authenticator: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             coa_acks: AtomicU64::new(0),
             coa_naks: AtomicU64::new(0),
             coa_timeouts: AtomicU64::new(0),
@@ -111,6 +116,7 @@ impl RadiusCounters {
             ),
             ("duplicates", c(&self.duplicates)),
             ("store_errors", c(&self.store_errors)),
+            ("shed", c(&self.shed)),
             ("coa_acks", c(&self.coa_acks)),
             ("coa_naks", c(&self.coa_naks)),
             ("coa_timeouts", c(&self.coa_timeouts)),
@@ -184,16 +190,25 @@ struct Server {
     passwords: Mutex<HashMap<String, CachedPassword>>,
     /// Process-random salt for the in-memory password digests.
     salt: [u8; 16],
+    /// One argon2id verification per core at a time.
+    hashers: tokio::sync::Semaphore,
+    /// Verifications running or waiting, and the most allowed.
+    hash_queue: std::sync::atomic::AtomicUsize,
+    hash_queue_max: usize,
 }
 
 impl Server {
     fn new(config: Arc<config::Config>, store: Store) -> Server {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Server {
             config,
             store,
             dedup: Mutex::new(Dedup::default()),
             passwords: Mutex::new(HashMap::new()),
             salt: radius::crypto::random_authenticator(),
+            hashers: tokio::sync::Semaphore::new(cores),
+            hash_queue: std::sync::atomic::AtomicUsize::new(0),
+            hash_queue_max: cores * HASH_QUEUE_PER_CORE,
         }
     }
 
@@ -223,14 +238,14 @@ impl Server {
                 }
                 _ => count(&COUNTERS.malformed),
             }
-            tracing::info!(%from, "RADIUS request dropped: {e}");
+            tracing::debug!(%from, "RADIUS request dropped: {e}");
             return Admission::Drop;
         }
         let packet = match Packet::decode(datagram) {
             Ok(p) => p,
             Err(e) => {
                 count(&COUNTERS.malformed);
-                tracing::info!(%from, "RADIUS request dropped: {e}");
+                tracing::debug!(%from, "RADIUS request dropped: {e}");
                 return Admission::Drop;
             }
         };
@@ -375,8 +390,17 @@ impl Server {
         let Some(phc) = subscriber.password_hash.clone() else {
             return self.reject(login, "the subscriber has no password set");
         };
-        if !self.password_matches(login, &password, phc).await {
-            return self.reject(login, "wrong password");
+        match self.password_matches(login, &password, phc).await {
+            Some(true) => {}
+            Some(false) => return self.reject(login, "wrong password"),
+            None => {
+                count(&COUNTERS.shed);
+                tracing::debug!(
+                    login,
+                    "Access-Request shed: too many password checks queued"
+                );
+                return None;
+            }
         }
         count(&COUNTERS.access_accepts);
         Some(self.accept(&subscriber))
@@ -400,7 +424,7 @@ impl Server {
         if let Some(ip) = framed {
             p.attributes.push(Attribute::FramedIpAddress(ip));
         }
-        tracing::info!(login = %s.login, filter = %filter, framed_ip = ?framed, "Access-Accept");
+        tracing::debug!(login = %s.login, filter = %filter, framed_ip = ?framed, "Access-Accept");
         p
     }
 
@@ -408,7 +432,8 @@ impl Server {
         radius::crypto::chap_response(0, &self.salt, password.as_bytes())
     }
 
-    async fn password_matches(&self, login: &str, password: &str, phc: String) -> bool {
+    /// Whether `password` matches `phc`; None when the server is too busy to check.
+    async fn password_matches(&self, login: &str, password: &str, phc: String) -> Option<bool> {
         let digest = self.digest(password);
         if let Ok(cache) = self.passwords.lock() {
             if let Some(c) = cache.get(login) {
@@ -416,16 +441,25 @@ impl Server {
                     && c.at.elapsed() < PASSWORD_CACHE_TTL
                     && radius::crypto::ct_eq(&c.digest, &digest)
                 {
-                    return true;
+                    return Some(true);
                 }
             }
         }
+        // argon2id takes tens of milliseconds and 19 MiB: at most one per core runs,
+        // off the async workers, and beyond a short queue requests are shed unanswered
+        // (the NAS retransmits) instead of piling up work nobody waits for any more.
+        if self.hash_queue.fetch_add(1, Ordering::Relaxed) >= self.hash_queue_max {
+            self.hash_queue.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let permit = self.hashers.acquire().await;
         let pw = password.to_string();
         let hash = phc.clone();
-        // argon2id takes tens of milliseconds: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || store::password::verify_password(&pw, &hash))
             .await
             .unwrap_or(false);
+        drop(permit);
+        self.hash_queue.fetch_sub(1, Ordering::Relaxed);
         if ok {
             if let Ok(mut cache) = self.passwords.lock() {
                 if cache.len() >= PASSWORD_CACHE_MAX {
@@ -441,7 +475,7 @@ impl Server {
                 );
             }
         }
-        ok
+        Some(ok)
     }
 
     async fn accounting(&self, req: &Packet, nas: IpAddr) -> Option<Packet> {
@@ -479,7 +513,7 @@ impl Server {
                     _ => self.store.session_stopped(&report).await,
                 };
                 r.map(|n| {
-                    tracing::info!(%nas, login = %report.login, session = %report.session_id, leases = n, "accounting {:?}", status);
+                    tracing::debug!(%nas, login = %report.login, session = %report.session_id, leases = n, "accounting {:?}", status);
                 })
             }
             AcctStatusType::Other(_) => Ok(()),
