@@ -79,7 +79,7 @@ pub(crate) fn page(title: &str, viewer: &Viewer, body: &str) -> Html<String> {
     Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · {brand}</title><link rel="stylesheet" href="/assets/portal.css"></head>
+<title>{title} · {brand}</title><link rel="stylesheet" href="/assets/portal.css"><link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"></head>
 <body><header><span class="brand">{brand}</span>{nav}</header>
 <main><h1>{title}</h1>
 {body}

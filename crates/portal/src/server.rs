@@ -19,6 +19,7 @@ use crate::{api, console, customer, mailconfig, metrics, security, Shared};
 pub(crate) struct ClientAddr(pub SocketAddr);
 
 const CSS: &str = include_str!("../static/portal.css");
+const ICON: &str = include_str!("../static/favicon.svg");
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -107,6 +108,22 @@ pub(crate) fn router(state: Shared) -> Router {
                     CSS,
                 )
             }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "image/svg+xml"),
+                        (header::CACHE_CONTROL, "public, max-age=86400"),
+                    ],
+                    ICON,
+                )
+            }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::response::Redirect::permanent("/assets/favicon.svg") }),
         )
         .merge(api::router())
         .fallback(|| async { crate::error::PortalError::NotFound("page".into()).into_response() })
