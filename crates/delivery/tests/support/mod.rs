@@ -170,6 +170,8 @@ pub struct Received {
     pub data: Vec<u8>,
     pub tls: bool,
     pub connection: u64,
+    /// The client's EHLO/HELO name.
+    pub helo: String,
 }
 
 #[derive(Clone)]
@@ -266,6 +268,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let mut mail_from = String::new();
+    let mut helo = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
@@ -282,6 +285,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let reply = match verb.as_str() {
             "EHLO" => {
+                helo = cmd[4..].trim().to_string();
                 let mut caps = vec!["test.receiver".to_string()];
                 if b.pipelining {
                     caps.push("PIPELINING".into());
@@ -354,6 +358,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                             data,
                             tls,
                             connection: conn,
+                            helo: helo.clone(),
                         });
                     }
                     format!("{}\r\n", b.data_end)
