@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{start, PASSWORD};
+use common::{start_on, Backend, PASSWORD};
 use serde_json::json;
 
 const CUSTOMER_PAGES: &[&str] = &[
@@ -34,9 +34,8 @@ const CONSOLE_PAGES: &[&str] = &[
     "/console/operators",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn security_headers_on_every_kind_of_response() {
-    let p = start(|_| {}).await;
+async fn security_headers_on_every_kind_of_response(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut c = p.client();
     for path in [
         "/login",
@@ -68,9 +67,8 @@ async fn security_headers_on_every_kind_of_response() {
     assert!(css.header("content-type").unwrap().starts_with("text/css"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn customer_login_needs_csrf_sets_strict_cookie_and_logout_ends_it() {
-    let p = start(|_| {}).await;
+async fn customer_login_needs_csrf_sets_strict_cookie_and_logout_ends_it(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut c = p.client();
     // Not logged in: pages redirect to the login, posts are refused.
     assert_eq!(c.get("/").status, 303);
@@ -138,9 +136,8 @@ async fn customer_login_needs_csrf_sets_strict_cookie_and_logout_ends_it() {
     assert_eq!(c.get("/").status, 303, "session gone");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failed_logins_are_throttled() {
-    let p = start(|c| c.auth.max_failures = 3).await;
+async fn failed_logins_are_throttled(b: Backend) {
+    let p = start_on(b, |c| c.auth.max_failures = 3).await;
     let mut c = p.client();
     for _ in 0..3 {
         assert_eq!(
@@ -173,9 +170,8 @@ async fn failed_logins_are_throttled() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_customer_and_console_page_renders() {
-    let p = start(|_| {}).await;
+async fn every_customer_and_console_page_renders(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut alice = p.customer("alice");
     for path in CUSTOMER_PAGES {
         let r = alice.get(path);
@@ -209,9 +205,8 @@ async fn every_customer_and_console_page_renders() {
     assert_eq!(ada.get("/console").status, 303);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn optout_request_then_operator_approval_opens_port_25() {
-    let p = start(|_| {}).await;
+async fn optout_request_then_operator_approval_opens_port_25(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut alice = p.customer("alice");
     let page = alice.get("/optout");
     assert!(
@@ -344,9 +339,8 @@ async fn optout_request_then_operator_approval_opens_port_25() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn static_subscribers_are_not_offered_an_optout() {
-    let p = start(|_| {}).await;
+async fn static_subscribers_are_not_offered_an_optout(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut carol = p.customer("carol");
     let page = carol.get("/optout");
     assert!(page.body.contains("static address, which is exempt"));
@@ -362,9 +356,8 @@ async fn static_subscribers_are_not_offered_an_optout() {
     assert_eq!(r.status, 409);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_customer_sees_only_their_own_data() {
-    let p = start(|_| {}).await;
+async fn a_customer_sees_only_their_own_data(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut alice = p.customer("alice");
     let mut bob = p.customer("bob");
     let c = alice.get("/support").csrf();
@@ -433,9 +426,8 @@ async fn a_customer_sees_only_their_own_data() {
     assert_eq!(ada.get("/").status, 303);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn roles_are_enforced_in_console_and_api() {
-    let p = start(|_| {}).await;
+async fn roles_are_enforced_in_console_and_api(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut sam = p.operator("sam");
     let d = sam.get("/console/subscribers/bob");
     assert!(d.body.contains("needs the abuse role"));
@@ -528,9 +520,8 @@ async fn roles_are_enforced_in_console_and_api() {
     assert_eq!(abe.get("/console/").status, 303);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn api_covers_the_desk() {
-    let p = start(|_| {}).await;
+async fn api_covers_the_desk(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let t = p.token("ada").await;
     let mut api = p.client();
     let mut alice = p.customer("alice");
@@ -817,9 +808,8 @@ fn source_routes() -> Vec<(String, String)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn openapi_document_matches_the_routes() {
-    let p = start(|_| {}).await;
+async fn openapi_document_matches_the_routes(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut c = p.client();
     let r = c.get("/api/v1/openapi.json");
     assert_eq!(r.status, 200);
@@ -873,9 +863,8 @@ async fn openapi_document_matches_the_routes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mail_client_setup_documents() {
-    let p = start(|_| {}).await;
+async fn mail_client_setup_documents(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut c = p.client();
     for path in [
         "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=ann%40home.example",
@@ -931,9 +920,8 @@ async fn mail_client_setup_documents() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn password_change_checks_the_old_one() {
-    let p = start(|_| {}).await;
+async fn password_change_checks_the_old_one(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut bob = p.customer("bob");
     let c = bob.get("/password").csrf();
     let new = "a much better password";
@@ -1010,9 +998,8 @@ async fn password_change_checks_the_old_one() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn metrics_and_health() {
-    let p = start(|_| {}).await;
+async fn metrics_and_health(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let mut c = p.client();
     let r = c.get("/metrics");
     assert_eq!(r.status, 200);
@@ -1035,9 +1022,8 @@ async fn metrics_and_health() {
     assert_eq!(c.get("/healthz").status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn operator_store_methods_for_the_cli() {
-    let p = start(|_| {}).await;
+async fn operator_store_methods_for_the_cli(b: Backend) {
+    let p = start_on(b, |_| {}).await;
     let hash = store::password::hash_password("x");
     let e = p
         .store
@@ -1118,3 +1104,18 @@ Spam spam spam.\r
 \r
 --b1--\r
 ";
+
+both_backends!(security_headers_on_every_kind_of_response);
+both_backends!(customer_login_needs_csrf_sets_strict_cookie_and_logout_ends_it);
+both_backends!(failed_logins_are_throttled);
+both_backends!(every_customer_and_console_page_renders);
+both_backends!(optout_request_then_operator_approval_opens_port_25);
+both_backends!(static_subscribers_are_not_offered_an_optout);
+both_backends!(a_customer_sees_only_their_own_data);
+both_backends!(roles_are_enforced_in_console_and_api);
+both_backends!(api_covers_the_desk);
+both_backends!(openapi_document_matches_the_routes);
+both_backends!(mail_client_setup_documents);
+both_backends!(password_change_checks_the_old_one);
+both_backends!(metrics_and_health);
+both_backends!(operator_store_methods_for_the_cli);

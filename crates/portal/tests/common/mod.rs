@@ -37,11 +37,72 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Which store backend a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// PostgreSQL on 127.0.0.1:5432, database `test`, user `postgres` (as the store's
+    /// own tests use); each portal gets a fresh schema.
+    Postgres,
+}
+
+async fn postgres_url() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let schema = format!(
+        "portal_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .expect("schema created");
+    format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
+}
+
+/// Defines `mod $name { sqlite, postgres }`, both running `$name(backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// Starts a portal on SQLite; see [`start_on`].
+pub async fn start(tweak: impl FnOnce(&mut config::Config)) -> Portal {
+    start_on(Backend::Sqlite, tweak).await
+}
+
 /// Starts a portal with two dynamic subscribers (alice, bob), one static (carol),
 /// and operators sam (support), abe (abuse), ada (admin), all with [`PASSWORD`].
-pub async fn start(tweak: impl FnOnce(&mut config::Config)) -> Portal {
+pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut config::Config)) -> Portal {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("portal.db").display());
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("portal.db").display()),
+        Backend::Postgres => postgres_url().await,
+    };
     let store = Store::open(&url).await.expect("store opens");
     let mut cfg = config::Config::default();
     cfg.store.url = url;
