@@ -44,7 +44,12 @@ pub(crate) fn router() -> Router<Shared> {
         .route("/api/v1/support-requests/{id}/close", post(support_close))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/queue", get(queue))
-        .route("/api/v1/queue/{id}", get(queue_message))
+        .route("/api/v1/queue/flush", post(queue_flush))
+        .route(
+            "/api/v1/queue/{id}",
+            get(queue_message).delete(queue_delete),
+        )
+        .route("/api/v1/queue/{id}/retry", post(queue_retry))
         .route("/api/v1/operators", get(operators))
         .route("/api/v1/abuse/arf", post(abuse_arf))
         .route("/api/v1/abuse/cases", get(abuse_cases))
@@ -285,6 +290,33 @@ async fn queue_message(
     }
 }
 
+async fn queue_retry(
+    State(state): State<Shared>,
+    op: ApiOperator,
+    Path(id): Path<String>,
+) -> ApiResult {
+    op.require(OperatorRole::Support)?;
+    let n = desk::queue_retry(&state, &op.actor(), &id).await?;
+    ok(json!({ "id": id, "recipients_due": n }))
+}
+
+async fn queue_delete(
+    State(state): State<Shared>,
+    op: ApiOperator,
+    Path(id): Path<String>,
+) -> ApiResult {
+    op.require(OperatorRole::Abuse)?;
+    desk::queue_delete(&state, &op.actor(), &id).await?;
+    ok(json!({ "id": id, "deleted": true }))
+}
+
+async fn queue_flush(State(state): State<Shared>, op: ApiOperator) -> ApiResult {
+    op.require(OperatorRole::Abuse)?;
+    let n = state.store.flush_queue().await?;
+    tracing::info!(operator = %op.0.name, recipients = n, "queue flushed");
+    ok(json!({ "recipients_due": n }))
+}
+
 async fn operators(State(state): State<Shared>, op: ApiOperator) -> ApiResult {
     op.require(OperatorRole::Admin)?;
     ok(state.store.list_operators().await?)
@@ -434,7 +466,12 @@ pub(crate) fn openapi() -> Value {
             "/api/v1/support-requests/{id}/close": { "post": operation("Close a support request", "support", vec![id()], false) },
             "/api/v1/audit": { "get": operation("The audit log, newest last", "support", vec![param("login", "query", false, "one subscriber only"), param("limit", "query", false, "at most this many (default 500)")], false) },
             "/api/v1/queue": { "get": operation("The mail queue", "support", vec![], false) },
-            "/api/v1/queue/{id}": { "get": operation("One queued message with its recipients", "support", vec![param("id", "path", true, "queue id")], false) },
+            "/api/v1/queue/flush": { "post": operation("Make every pending recipient due now", "abuse", vec![], false) },
+            "/api/v1/queue/{id}": {
+                "get": operation("One queued message with its recipients", "support", vec![param("id", "path", true, "queue id")], false),
+                "delete": operation("Delete a queued message without delivering it", "abuse", vec![param("id", "path", true, "queue id")], false)
+            },
+            "/api/v1/queue/{id}/retry": { "post": operation("Make the message's pending recipients due now", "support", vec![param("id", "path", true, "queue id")], false) },
             "/api/v1/operators": { "get": operation("Operator accounts", "admin", vec![], false) },
             "/api/v1/abuse/arf": { "post": arf },
             "/api/v1/abuse/cases": { "get": operation("Abuse cases, newest activity first", "abuse", vec![param("login", "query", false, "one subscriber only")], false) },

@@ -698,12 +698,23 @@ pub(crate) async fn abuse_case_close(
 pub(crate) async fn queue(
     State(state): State<Shared>,
     s: OperatorSession,
+    Query(m): Query<Msg>,
 ) -> Result<Html<String>, PortalError> {
     s.require(OperatorRole::Support)?;
     let msgs = state.store.list_queue(200).await?;
+    let can_delete = s.operator.role.allows(OperatorRole::Abuse);
     let rows: Vec<Vec<String>> = msgs
         .iter()
         .map(|m| {
+            let id = url(&m.id);
+            let delete = if can_delete {
+                format!(
+                    r#"<form method="post" action="/console/queue/{id}/delete" class="inline">{}<button type="submit" class="deny">Delete</button></form>"#,
+                    csrf_field(&s.csrf)
+                )
+            } else {
+                String::new()
+            };
             vec![
                 format!("<code>{}</code>", esc(&m.id)),
                 esc(&m.login),
@@ -727,18 +738,46 @@ pub(crate) async fn queue(
                     })
                     .collect::<Vec<_>>()
                     .join("; ")),
+                format!(
+                    r#"<form method="post" action="/console/queue/{id}/retry" class="inline">{}<button type="submit">Retry now</button></form> {delete}"#,
+                    csrf_field(&s.csrf)
+                ),
             ]
         })
         .collect();
     let body = format!(
-        r#"<p>{} message(s) in the queue. Retry and delete: <code>portcullis queue retry|delete ID</code>.</p>{}"#,
+        r#"{}<p><span id="queue-size">{}</span> message(s) in the queue.</p>{}"#,
+        notice(m.msg.as_deref()),
         state.store.queue_len().await?,
         table(
-            &["id", "login", "from", "received", "bytes", "recipients"],
+            &["id", "login", "from", "received", "bytes", "recipients", ""],
             &rows
         )
     );
     Ok(page("Mail queue", &viewer(&s), &body))
+}
+
+pub(crate) async fn queue_action(
+    State(state): State<Shared>,
+    s: OperatorSession,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Redirect, PortalError> {
+    s.check_csrf(&f.csrf)?;
+    let msg = match action.as_str() {
+        "retry" => {
+            s.require(OperatorRole::Support)?;
+            let n = desk::queue_retry(&state, &s.actor(), &id).await?;
+            format!("{id}: {n} recipient(s) due now")
+        }
+        "delete" => {
+            s.require(OperatorRole::Abuse)?;
+            desk::queue_delete(&state, &s.actor(), &id).await?;
+            format!("{id}: deleted")
+        }
+        other => return Err(PortalError::NotFound(format!("queue action '{other}'"))),
+    };
+    Ok(back("/console/queue", &msg))
 }
 
 #[derive(Deserialize, Default)]

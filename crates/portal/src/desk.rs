@@ -281,3 +281,30 @@ pub(crate) async fn close_case(
         )))
     }
 }
+
+/// Makes a queued message's pending recipients due now; returns how many.
+pub(crate) async fn queue_retry(
+    state: &Shared,
+    actor: &Actor,
+    id: &str,
+) -> Result<u64, PortalError> {
+    if state.store.queue_message(id).await?.is_none() {
+        return Err(PortalError::NotFound(format!("queued message {id}")));
+    }
+    let n = state.store.retry_message_now(id).await?;
+    tracing::info!(%actor, queue_id = id, recipients = n, "queue retry");
+    Ok(n)
+}
+
+/// Removes a queued message without delivering it.
+pub(crate) async fn queue_delete(
+    state: &Shared,
+    actor: &Actor,
+    id: &str,
+) -> Result<(), PortalError> {
+    if !state.store.delete_queued_message(id).await? {
+        return Err(PortalError::NotFound(format!("queued message {id}")));
+    }
+    tracing::warn!(%actor, queue_id = id, "queued message deleted by an operator");
+    Ok(())
+}

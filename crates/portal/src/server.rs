@@ -92,6 +92,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/console/abuse/{id}", get(console::abuse_case))
         .route("/console/abuse/{id}/close", post(console::abuse_case_close))
         .route("/console/queue", get(console::queue))
+        .route("/console/queue/{id}/{action}", post(console::queue_action))
         .route("/console/audit", get(console::audit))
         .route("/console/operators", get(console::operators))
         // Operations.

@@ -780,6 +780,96 @@ async fn api_covers_the_desk(b: Backend) {
         b"not a report at all",
     );
     assert!(r.status == 422 || r.status == 200, "{}", r.body);
+    // The mail queue: list, retry (support), delete (abuse and up).
+    p.store
+        .enqueue(&store::NewQueuedMessage {
+            id: "0000AAAA0000000001".into(),
+            login: "alice".into(),
+            mail_from: "alice@home.example".into(),
+            recipients: vec![store::NewQueuedRecipient {
+                address: "friend@far.example".into(),
+                ..Default::default()
+            }],
+            body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let qid = "0000AAAA0000000001";
+    let q = api.api("GET", "/api/v1/queue", Some(&t), None).json();
+    assert_eq!(q["messages"], 1);
+    assert_eq!(
+        api.api("GET", &format!("/api/v1/queue/{qid}"), Some(&t), None)
+            .json()["login"],
+        "alice"
+    );
+    let mut sam = p.operator("sam");
+    let page = sam.get("/console/queue");
+    assert!(page.body.contains(qid) && page.body.contains("friend@far.example"));
+    assert!(
+        !page.body.contains("/delete"),
+        "support sees no delete button"
+    );
+    let r = sam.post_form(
+        &format!("/console/queue/{qid}/retry"),
+        &[("csrf", &page.csrf())],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        sam.post_form(
+            &format!("/console/queue/{qid}/delete"),
+            &[("csrf", &page.csrf())]
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        sam.post_form(&format!("/console/queue/{qid}/retry"), &[])
+            .status,
+        403,
+        "CSRF"
+    );
+    let t_sam = p.token("sam").await;
+    assert_eq!(
+        api.api(
+            "POST",
+            &format!("/api/v1/queue/{qid}/retry"),
+            Some(&t_sam),
+            None
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        api.api(
+            "DELETE",
+            &format!("/api/v1/queue/{qid}"),
+            Some(&t_sam),
+            None
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        api.api("POST", "/api/v1/queue/flush", Some(&t), None)
+            .status,
+        200
+    );
+    assert_eq!(
+        api.api("DELETE", &format!("/api/v1/queue/{qid}"), Some(&t), None)
+            .status,
+        200
+    );
+    assert_eq!(
+        api.api("DELETE", &format!("/api/v1/queue/{qid}"), Some(&t), None)
+            .status,
+        404
+    );
+    assert_eq!(
+        api.api("POST", "/api/v1/queue/NOPE/retry", Some(&t), None)
+            .status,
+        404
+    );
     // Unknown API paths answer JSON.
     let r = api.api("GET", "/api/v1/nothing", Some(&t), None);
     assert_eq!(r.status, 404);
@@ -789,18 +879,26 @@ async fn api_covers_the_desk(b: Backend) {
 /// Routes of the API router, read from its source: (method, path).
 fn source_routes() -> Vec<(String, String)> {
     let src = include_str!("../src/api.rs");
+    let start = src
+        .find("pub(crate) fn router()")
+        .expect("router() in api.rs");
+    let body = &src[start..start + src[start..].find("\n}\n").expect("end of router()")];
+    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out = Vec::new();
-    for line in src
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with(".route(\""))
-    {
-        let path = line[8..].split('"').next().unwrap().to_string();
+    for route in flat.split(".route(").skip(1) {
+        let path = route
+            .trim_start()
+            .trim_start_matches('"')
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
         if path.contains("{*rest}") {
             continue;
         }
+        let handlers = route.split_once(',').map(|x| x.1).unwrap_or("");
         for m in ["get", "post", "put", "delete", "patch"] {
-            if line.contains(&format!(" {m}(")) || line.contains(&format!(".{m}(")) {
+            if handlers.contains(&format!(" {m}(")) || handlers.contains(&format!(".{m}(")) {
                 out.push((m.to_string(), path.clone()));
             }
         }
