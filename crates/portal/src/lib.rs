@@ -23,6 +23,7 @@ mod error;
 mod html;
 mod mailconfig;
 mod metrics;
+pub mod operators;
 mod security;
 mod server;
 mod tls;

@@ -1163,6 +1163,42 @@ async fn operator_store_methods_for_the_cli(b: Backend) {
     );
     assert_eq!(p.store.list_operators().await.unwrap().len(), 3);
     assert!(!p.store.remove_operator("ghost").await.unwrap());
+    // The CLI helpers: role and password checked, hashing done for the caller.
+    let e = portal::operators::add_operator(&p.store, "eve", "root", "long enough password")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("support, abuse or admin"), "{e}");
+    let e = portal::operators::add_operator(&p.store, "eve", "abuse", "short")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("at least 12 characters"), "{e}");
+    let op = portal::operators::add_operator(&p.store, "eve", "abuse", "long enough password\n")
+        .await
+        .unwrap();
+    assert_eq!(op.role, store::OperatorRole::Abuse);
+    let mut c = p.client();
+    assert_eq!(
+        c.login(
+            "/console/login",
+            &[("name", "eve"), ("password", "long enough password")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        portal::operators::list_operators(&p.store)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    portal::operators::remove_operator(&p.store, "eve")
+        .await
+        .unwrap();
+    let e = portal::operators::remove_operator(&p.store, "eve")
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "operator 'eve' not found");
 }
 
 const ARF: &str = "From: <staff@hotmail.example>\r
