@@ -1021,6 +1021,19 @@ async fn mail_client_setup_documents(b: Backend) {
 async fn password_change_checks_the_old_one(b: Backend) {
     let p = start_on(b, |_| {}).await;
     let mut bob = p.customer("bob");
+    p.store
+        .set_suspended(
+            "bob",
+            true,
+            &policy::Actor::System("abuse".into()),
+            "credentials stolen",
+        )
+        .await
+        .unwrap();
+    assert!(bob
+        .get("/")
+        .body
+        .contains("Sending through our mail server is suspended"));
     let c = bob.get("/password").csrf();
     let new = "a much better password";
     assert_eq!(
@@ -1080,7 +1093,10 @@ async fn password_change_checks_the_old_one(b: Backend) {
         ],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("Password changed"));
+    assert!(r
+        .body
+        .contains("Password changed. The sending suspension is lifted."));
+    assert!(!p.store.subscriber("bob").await.unwrap().suspended);
     let mut again = p.client();
     assert_eq!(
         again
