@@ -318,8 +318,19 @@ pub(crate) fn check_login_csrf(headers: &HeaderMap, token: &str) -> Result<(), P
 }
 
 /// Adds the security headers to every response.
+/// Also logs each request (method, path, status, time taken) at debug level.
 pub(crate) async fn headers(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
     let mut res = next.run(req).await;
+    tracing::debug!(
+        %method,
+        path,
+        status = res.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "portal request"
+    );
     let h = res.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -327,7 +338,7 @@ pub(crate) async fn headers(State(state): State<Shared>, req: Request, next: Nex
     set(
         h,
         "content-security-policy",
-        "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, "x-frame-options", "DENY");
     set(h, "x-content-type-options", "nosniff");
