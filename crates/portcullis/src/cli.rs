@@ -50,6 +50,14 @@ pub enum Command {
     },
     #[command(subcommand)]
     Enforce(EnforceCmd),
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    #[command(subcommand)]
+    Abuse(AbuseCmd),
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    #[command(subcommand)]
+    Dkim(DkimCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,4 +180,62 @@ pub enum EnforceCmd {
     Render,
     /// Print the dynamic pools as an rbldnsd ip4set (policy block list).
     ExportPbl,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// Create an operator account for the console and the API.
+    Add {
+        name: String,
+        /// support, abuse or admin.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    List,
+    /// Remove an operator with its API tokens and sessions.
+    Remove { name: String },
+    /// Print a new API token (alone on stdout) for `Authorization: Bearer TOKEN`.
+    Token { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AbuseCmd {
+    /// Ingest ARF or plain complaints: an .eml file, an mbox, a maildir, or - for stdin.
+    Ingest { path: PathBuf },
+    /// Abuse cases, for one subscriber or all.
+    Cases { login: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Messages in the queue.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// One message: recipients, every attempt, the next attempt.
+    Show { id: String },
+    /// Try the message's pending recipients now.
+    Retry { id: String },
+    /// Remove a message; --bounce tells the sender with a delivery status notification.
+    Delete {
+        id: String,
+        #[arg(long)]
+        bounce: bool,
+    },
+    /// Try every pending recipient now.
+    Flush,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DkimCmd {
+    /// Make a signing key in data_dir/dkim/DOMAIN.SELECTOR.key and print its DNS record.
+    Keygen {
+        domain: String,
+        selector: String,
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+    },
 }

@@ -25,26 +25,13 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
 
     let mut tasks = Vec::new();
     let fail = |component: &str, e: String| CliError(format!("{component}: {e}"));
-    tasks.extend(
-        enforce::nftables::start(config.clone(), store.clone())
-            .await
-            .map_err(|e| fail("enforce", e))?,
-    );
-    tasks.extend(
-        enforce::radius_server::start(config.clone(), store.clone())
-            .await
-            .map_err(|e| fail("radius", e))?,
-    );
-    tasks.extend(
-        enforce::coa::start(config.clone(), store.clone())
-            .await
-            .map_err(|e| fail("coa", e))?,
-    );
-    tasks.extend(
-        submission::start(config.clone(), store.clone())
-            .await
-            .map_err(|e| fail("submission", e))?,
-    );
+    tasks.extend(enforce::nftables::start(config.clone(), store.clone()).await.map_err(|e| fail("enforce", e))?);
+    tasks.extend(enforce::radius_server::start(config.clone(), store.clone()).await.map_err(|e| fail("radius", e))?);
+    tasks.extend(enforce::coa::start(config.clone(), store.clone()).await.map_err(|e| fail("coa", e))?);
+    tasks.extend(submission::start(config.clone(), store.clone()).await.map_err(|e| fail("submission", e))?);
+    tasks.extend(delivery::start(config.clone(), store.clone()).await.map_err(|e| fail("delivery", e))?);
+    tasks.extend(abuse::start(config.clone(), store.clone()).await.map_err(|e| fail("abuse", e))?);
+    tasks.extend(portal::start(config.clone(), store.clone(), metrics_sources()).await.map_err(|e| fail("portal", e))?);
 
     let cursor = store.last_event_id().await?;
     let mut follower = store.follow(cursor);
@@ -80,6 +67,19 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The other components' counters, for the portal's `/metrics`.
+fn metrics_sources() -> Vec<portal::MetricsSource> {
+    let radius: portal::MetricsSource = Arc::new(|| {
+        let mut out = String::from("# TYPE portcullis_radius_packets_total counter\n");
+        for (name, value) in enforce::radius_server::COUNTERS.snapshot() {
+            out.push_str(&format!("portcullis_radius_packets_total{{kind=\"{name}\"}} {value}\n"));
+        }
+        out
+    });
+    let submission: portal::MetricsSource = Arc::new(|| submission::metrics().render());
+    vec![submission, radius]
 }
 
 fn init_logging() {

@@ -271,3 +271,86 @@ fn enforce_render_loads_in_nft_check_mode_and_pbl_lists_pools() {
     assert!(pbl.contains("100.64.0.0/10"), "{pbl}");
     assert!(!pbl.contains("198.51.100"), "static pools are not in the policy block list");
 }
+
+#[test]
+fn operators_and_api_tokens_through_serve() {
+    let port = common::free_port();
+    let env = Env::new(&format!("[portal]\nlisten = [\"127.0.0.1:{port}\"]\n"));
+    assert!(env.fails(&["operator", "add", "ann", "--role", "boss", "--password", "pw"]).contains("role 'boss' is invalid"));
+    env.ok(&["operator", "add", "ann", "--role", "abuse", "--password", "correct horse"]);
+    assert!(env.fails(&["operator", "add", "ann", "--role", "admin", "--password", "x"]).contains("ann"));
+    assert_eq!(env.json(&["operator", "list"])[0]["role"], "abuse");
+    let token = env.ok(&["operator", "token", "ann"]);
+    let token = token.trim();
+    assert_eq!(token.lines().count(), 1, "the token alone on stdout");
+    assert!(env.fails(&["operator", "token", "nobody"]).contains("nobody"));
+    env.ok(&["subscriber", "add", "ivy", "--password", "pw"]);
+
+    let _serve = env.serve();
+    let curl = |auth: Option<&str>| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{port}/api/v1/subscribers/ivy")]);
+        if let Some(t) = auth {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        String::from_utf8(c.output().unwrap().stdout).unwrap()
+    };
+    assert_eq!(curl(Some(token)), "200");
+    assert_eq!(curl(None), "401");
+    let metrics = std::process::Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/metrics")]).output().unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    for family in ["portcullis_submission_sessions_total", "portcullis_radius_packets_total"] {
+        assert!(metrics.contains(family), "serve wires {family} into /metrics: {metrics}");
+    }
+    assert_eq!(curl(Some("pct_0000")), "401");
+    env.ok(&["operator", "remove", "ann"]);
+    assert_eq!(curl(Some(token)), "401", "a removed operator's token stops working");
+    assert!(env.fails(&["operator", "remove", "ann"]).contains("no operator named 'ann'"));
+}
+
+#[test]
+fn abuse_ingest_reinstates_an_opted_out_subscriber_once() {
+    let env = Env::new("");
+    env.ok(&["subscriber", "add", "jo", "--password", "pw", "--email", "jo@example.net"]);
+    let f = env.write("l.csv", "login,ip,start,end\njo,100.64.7.7,2026-11-01T00:00:00Z,\n");
+    env.ok(&["lease", "import", f.to_str().unwrap()]);
+    env.ok(&["optout", "request", "jo", "--accept-aup"]);
+    env.ok(&["optout", "approve", "jo"]);
+    let arf = "From: abuse@bigmail.example\r\nTo: abuse@isp.example\r\nSubject: FW: spam report\r\nMessage-ID: <r1@bigmail.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: BigMail-FBL/1.0\r\nVersion: 1\r\nSource-IP: 100.64.7.7\r\nArrival-Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nReported-Domain: example.net\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: jo@example.net\r\nTo: victim@bigmail.example\r\nSubject: cheap pills\r\nMessage-ID: <spam1@example.net>\r\n\r\nbuy now\r\n--b--\r\n";
+    let f = env.write("report.eml", arf);
+    let report = env.json(&["abuse", "ingest", f.to_str().unwrap()]);
+    assert_eq!(report["recorded"], 1, "{report}");
+    assert_eq!(report["items"][0]["login"], "jo", "{report}");
+    assert_eq!(env.json(&["subscriber", "show", "jo"])["subscriber"]["port25"], "reinstated");
+    let again = env.json(&["abuse", "ingest", f.to_str().unwrap()]);
+    assert_eq!(again["duplicates"], 1, "the same report counts once: {again}");
+    let cases = env.json(&["abuse", "cases", "jo"]);
+    assert_eq!(cases[0]["evidence_count"], 1, "{cases}");
+    assert!(env.ok(&["abuse", "cases"]).contains("jo"));
+
+    let junk = env.write("junk.eml", "\u{0}\u{1}not a message at all");
+    let line = env.fails(&["abuse", "ingest", junk.to_str().unwrap()]);
+    assert!(line.contains("refused") || line.contains("nothing ingested"), "{line}");
+    assert!(env.fails(&["abuse", "ingest", "/nonexistent/x.eml"]).contains("/nonexistent/x.eml"));
+    assert!(env.fails(&["abuse", "cases", "nobody"]).contains("no subscriber"));
+}
+
+#[test]
+fn queue_and_dkim_commands() {
+    let env = Env::new("");
+    assert!(env.ok(&["queue", "list"]).starts_with("ID"));
+    assert_eq!(env.json(&["queue", "list"]), serde_json::json!([]));
+    assert!(env.fails(&["queue", "show", "NOSUCH"]).contains("NOSUCH"));
+    assert!(env.fails(&["queue", "retry", "NOSUCH"]).contains("NOSUCH"));
+    assert!(env.fails(&["queue", "delete", "NOSUCH", "--bounce"]).contains("NOSUCH"));
+    env.ok(&["queue", "flush"]);
+
+    let out = env.run(&["dkim", "keygen", "isp.example", "s1", "--algorithm", "ed25519"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let record = String::from_utf8_lossy(&out.stdout);
+    assert!(record.contains("v=DKIM1") && record.contains("k=ed25519") && record.contains("p="), "{record}");
+    let key = env.path("data/dkim/isp.example.s1.key");
+    assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+    assert!(env.fails(&["dkim", "keygen", "bad domain", "s1"]).contains("bad domain"));
+    assert!(env.fails(&["dkim", "keygen", "isp.example", "s2", "--algorithm", "dsa"]).contains("dsa"));
+}

@@ -1,12 +1,15 @@
 //! The CLI commands. Each reads the configuration, opens the store when it needs
 //! it, and reports failure as one [`CliError`] line naming the bad input.
 
+mod abuse_cmd;
 mod audit;
 mod config_cmd;
 mod csv_input;
 mod enforce_cmd;
 mod lease;
+mod operator;
 mod port25;
+mod queue;
 mod subscriber;
 
 use std::fmt;
@@ -77,5 +80,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Whois { ip, at } => lease::whois(&ctx, &ip, at.as_deref()).await,
         Command::Audit { login, limit } => audit::run(&ctx, login.as_deref(), limit).await,
         Command::Enforce(c) => enforce_cmd::run(&ctx, c).await,
+        Command::Operator(c) => operator::run(&ctx, c).await,
+        Command::Abuse(c) => abuse_cmd::run(&ctx, c).await,
+        Command::Queue(c) => queue::run(&ctx, c).await,
+        Command::Dkim(c) => queue::dkim(&ctx, c),
     }
 }

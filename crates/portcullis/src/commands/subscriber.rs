@@ -84,7 +84,7 @@ pub fn static_net(ctx: &Ctx, text: &str) -> Result<IpNet, CliError> {
     Ok(net)
 }
 
-fn read_password(args: &PasswordArgs) -> Result<Option<String>, CliError> {
+pub fn read_password(args: &PasswordArgs) -> Result<Option<String>, CliError> {
     if let Some(p) = &args.password {
         return Ok(Some(p.clone()));
     }

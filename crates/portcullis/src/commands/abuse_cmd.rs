@@ -1,0 +1,74 @@
+//! `portcullis abuse ingest | cases`.
+
+use super::{CliError, Ctx};
+use crate::cli::AbuseCmd;
+use crate::output;
+
+pub async fn run(ctx: &Ctx, cmd: AbuseCmd) -> Result<(), CliError> {
+    let store = ctx.store().await?;
+    match cmd {
+        AbuseCmd::Ingest { path } => {
+            let report = abuse::ingest_path(&ctx.config, &store, &path).await.map_err(|e| CliError(e.to_string()))?;
+            if ctx.json {
+                return output::json(&report);
+            }
+            for item in &report.items {
+                let what = match (&item.outcome, &item.refused) {
+                    (_, Some(why)) => format!("refused: {why}"),
+                    (Some(o), None) => serde_json::to_value(o)
+                        .ok()
+                        .map(|v| describe(&v))
+                        .unwrap_or_default(),
+                    (None, None) => String::new(),
+                };
+                println!("{}: {what}", item.source);
+            }
+            println!("{} recorded, {} duplicates, {} refused", report.recorded, report.duplicates, report.refused);
+            if report.recorded + report.duplicates == 0 && report.refused > 0 {
+                return Err(CliError(format!("nothing ingested from {}: every message was refused", path.display())));
+            }
+        }
+        AbuseCmd::Cases { login } => {
+            if let Some(l) = &login {
+                store.subscriber(l).await?;
+            }
+            let cases = abuse::cases(&store, login.as_deref()).await.map_err(|e| CliError(e.to_string()))?;
+            if ctx.json {
+                return output::json(&cases);
+            }
+            let rows: Vec<Vec<String>> = cases
+                .iter()
+                .map(|c| {
+                    let kinds: Vec<String> = c.by_kind.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+                    vec![
+                        c.id.to_string(),
+                        c.login.clone(),
+                        c.status.clone(),
+                        format!("{} ({})", c.evidence_count, kinds.join(" ")),
+                        c.opened_at.to_string(),
+                        c.updated_at.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["CASE", "LOGIN", "STATUS", "EVIDENCE", "OPENED", "UPDATED"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// One line for a recorded or duplicate complaint.
+fn describe(v: &serde_json::Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    match v["outcome"].as_str() {
+        Some("duplicate") => "duplicate (counted once)".into(),
+        _ => {
+            let who = match (v["login"].as_str(), v["unattributed"].as_str()) {
+                (Some(l), _) => format!("attributed to {l}"),
+                (None, Some(why)) => format!("unattributed ({why})"),
+                _ => "unattributed".into(),
+            };
+            let actions = v["actions"].as_array().map_or(0, Vec::len);
+            format!("{} from {} {who}; {actions} action(s)", s("feedback_type"), s("source_ip"))
+        }
+    }
+}
