@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nftables iproute2 swaks curl python3 freeradius freeradius-utils rbldnsd softflowd postfix postgresql-client)
+packages=(nftables iproute2 swaks curl python3 freeradius freeradius-utils rbldnsd softflowd postfix sasl2-bin
+          postgresql-client chromium chromium-driver openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,5 +30,11 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+
+# The portal's browser test drives Debian's Chromium with playwright-core (pinned in
+# its package-lock.json; no browser download).
+if command -v npm >/dev/null; then
+    npm ci --silent --no-audit --no-fund --prefix crates/portal/tests/browser
+fi
 
 cargo test --workspace "$@"

@@ -368,10 +368,10 @@ impl Config {
     /// Checks what parsing alone cannot; the error names the offending key.
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, reason: String| Err((key.to_string(), reason));
-        if !(self.store.url.starts_with("sqlite://") && self.store.url.len() > 9)
-            && !self.store.url.starts_with("postgres://")
-            && !self.store.url.starts_with("postgresql://")
-        {
+        let url = &self.store.url;
+        let sqlite = url.strip_prefix("sqlite://").is_some_and(|p| !p.is_empty());
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !sqlite && !postgres {
             return bad(
                 "store.url",
                 format!(
