@@ -1,1 +1,109 @@
-fn main() {}
+//! Relay throughput: N messages enqueued directly into the queue, then the time
+//! until the delivery workers have handed all of them to Postfix's `smtp-sink` on
+//! loopback (MX lookup through a DNS server on loopback, one recipient each).
+//!
+//!     cargo bench -p delivery --bench relay -- [N] [postgres]
+//!
+//! `postgres` uses postgres://postgres@127.0.0.1:5432/test (schema bench_relay)
+//! instead of a fresh SQLite file.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(5000);
+    let postgres = args.iter().any(|a| a == "postgres");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(n, postgres));
+}
+
+async fn run(n: usize, postgres: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let sink_dir = dir.path().join("sink");
+    std::fs::create_dir_all(&sink_dir).expect("sink dir");
+    let path = smtp_sink_path().expect("smtp-sink (Debian package postfix) is installed");
+    let _sink = tokio::process::Command::new(path)
+        .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1024"])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("smtp-sink starts");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dns = dns_server(vec![
+        ("example.test", Rr::Mx(10, "mx.example.test")),
+        ("mx.example.test", Rr::A(Ipv4Addr::LOCALHOST)),
+    ])
+    .await;
+    let (store, backend) = if postgres {
+        let base = "postgres://postgres@127.0.0.1:5432/test";
+        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432");
+        tokio::spawn(conn);
+        client
+            .batch_execute("DROP SCHEMA IF EXISTS bench_relay CASCADE; CREATE SCHEMA bench_relay;")
+            .await
+            .expect("schema");
+        (
+            store::Store::open(&format!("{base}?options=-csearch_path%3Dbench_relay"))
+                .await
+                .expect("store"),
+            "postgres",
+        )
+    } else {
+        (sqlite_store(dir.path()).await, "sqlite")
+    };
+    let filler = "x".repeat(70);
+    let mut body =
+        String::from("From: ann@isp.test\r\nTo: bob@example.test\r\nSubject: bench\r\n\r\n");
+    for _ in 0..25 {
+        body.push_str(&filler);
+        body.push_str("\r\n");
+    }
+    let t0 = Instant::now();
+    for i in 0..n {
+        store
+            .enqueue(&message(
+                "ann@isp.test",
+                &[&format!("r{i}@example.test")],
+                &body,
+            ))
+            .await
+            .expect("enqueue");
+    }
+    let enqueue = t0.elapsed();
+    let mut tunables = tunables(port);
+    tunables.poll_interval = Duration::from_millis(20);
+    let t1 = Instant::now();
+    let node = delivery::start_with(Arc::new(config(dns)), store.clone(), tunables)
+        .await
+        .expect("delivery starts");
+    loop {
+        if store.pending_recipients().await.expect("count") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = t1.elapsed();
+    node.kill();
+    println!(
+        "relay ({backend}): {n} messages of {} bytes delivered to smtp-sink in {:.2} s = {:.0} messages/s (enqueue took {:.2} s)",
+        body.len(),
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        enqueue.as_secs_f64()
+    );
+}

@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod client;
+pub mod dane;
 pub mod dkim;
 pub mod dns;
 pub mod dsn;
 pub mod error;
+pub mod mta_sts;
 pub mod protocol;
 pub mod routing;
 pub mod schedule;
