@@ -325,6 +325,8 @@ fn abuse_ingest_reinstates_an_opted_out_subscriber_once() {
     assert_eq!(env.json(&["subscriber", "show", "jo"])["subscriber"]["port25"], "reinstated");
     let again = env.json(&["abuse", "ingest", f.to_str().unwrap()]);
     assert_eq!(again["duplicates"], 1, "the same report counts once: {again}");
+    assert_eq!(env.json(&["subscriber", "show", "jo"])["cases"][0]["status"], "open");
+    assert!(env.ok(&["subscriber", "show", "jo"]).contains("abuse cases:"));
     let cases = env.json(&["abuse", "cases", "jo"]);
     assert_eq!(cases[0]["evidence_count"], 1, "{cases}");
     assert!(env.ok(&["abuse", "cases"]).contains("jo"));

@@ -237,11 +237,13 @@ async fn show(ctx: &Ctx, login: &str) -> Result<(), CliError> {
     let s = store.subscriber(login).await?;
     let leases = store.leases_of(login, 20).await?;
     let optouts = store.optout_requests(Some(login)).await?;
+    let cases = store.abuse_cases(Some(login)).await?;
     if ctx.json {
         return output::json(&serde_json::json!({
             "subscriber": s,
             "leases": leases,
             "optout_requests": optouts,
+            "cases": cases,
         }));
     }
     println!("login:      {}", s.login);
@@ -302,6 +304,14 @@ async fn show(ctx: &Ctx, login: &str) -> Result<(), CliError> {
                 "  {}  {}  \"{}\"{decided}",
                 r.requested_at, r.status, r.reason
             );
+        }
+    }
+    if !cases.is_empty() {
+        println!();
+        println!("abuse cases:");
+        for c in &cases {
+            let kinds: Vec<String> = c.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!("  #{}  {}  opened {}  {}", c.id, c.status, c.opened_at, kinds.join(", "));
         }
     }
     Ok(())
