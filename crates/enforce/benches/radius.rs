@@ -9,7 +9,7 @@
 //!
 //! - Access-Request, cold: every login's first PAP check pays one argon2id verification;
 //! - Access-Request, warm: logins repeat, answered from the verified-password cache;
-//! - Accounting Interim-Update: one store transaction each (last_seen);
+//! - Accounting Interim-Update of started sessions: group-committed (last_seen);
 //! - Accounting Start + Stop: a lease opened and closed, with their events.
 
 use std::net::SocketAddr;
@@ -41,6 +41,7 @@ fn free_port() -> u16 {
 #[derive(Clone, Copy)]
 enum Kind {
     Access,
+    Start,
     Interim,
     StartStop,
 }
@@ -59,9 +60,10 @@ fn request(kind: Kind, id: u8, n: u64, logins: u64, start: bool) -> Vec<u8> {
             p.authenticator = auth;
             p.encode_request(SECRET)
         }
-        Kind::Interim | Kind::StartStop => {
+        Kind::Start | Kind::Interim | Kind::StartStop => {
             let status = match (kind, start) {
                 (Kind::Interim, _) => AcctStatusType::InterimUpdate,
+                (Kind::Start, _) => AcctStatusType::Start,
                 (_, true) => AcctStatusType::Start,
                 (_, false) => AcctStatusType::Stop,
             };
@@ -127,9 +129,9 @@ async fn run(
     )
 }
 
-/// Sends one Access-Request per login in `0..logins` until each is answered, so the
-/// verified-password cache holds them all.
-async fn prime(server: SocketAddr, logins: u64, concurrency: u64) {
+/// Sends one request per login in `0..logins` until each is answered: Access-Requests
+/// fill the verified-password cache, Accounting Starts open the sessions.
+async fn prime(server: SocketAddr, kind: Kind, logins: u64, concurrency: u64) {
     let mut workers = Vec::new();
     for w in 0..concurrency {
         workers.push(tokio::spawn(async move {
@@ -145,7 +147,7 @@ async fn prime(server: SocketAddr, logins: u64, concurrency: u64) {
                 for _ in 0..5 {
                     id = id.wrapping_add(1);
                     if sock
-                        .send(&request(Kind::Access, id, n, logins, true))
+                        .send(&request(kind, id, n, logins, true))
                         .await
                         .is_err()
                     {
@@ -230,7 +232,7 @@ async fn bench() {
             concurrency * 4,
         ),
         (
-            "Accounting-Request Interim-Update",
+            "Accounting-Request Interim-Update (of started sessions)",
             acct,
             Kind::Interim,
             secs,
@@ -245,15 +247,18 @@ async fn bench() {
         ),
     ];
     for (name, server, kind, secs, logins) in phases {
-        if let Kind::Access = kind {
-            if logins == concurrency * 4 {
-                let started = Instant::now();
-                prime(server, logins, concurrency).await;
-                println!(
-                    "  (cache primed with {logins} logins in {:.1} s)",
-                    started.elapsed().as_secs_f64()
-                );
-            }
+        let prime_with = match kind {
+            Kind::Access if logins == concurrency * 4 => Some(Kind::Access),
+            Kind::Interim => Some(Kind::Start),
+            _ => None,
+        };
+        if let Some(with) = prime_with {
+            let started = Instant::now();
+            prime(server, with, logins, concurrency).await;
+            println!(
+                "  (primed {logins} logins in {:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
         }
         let started = Instant::now();
         let (answered, lost) = run(server, kind, concurrency, secs, logins).await;

@@ -8,6 +8,7 @@
 //! This module follows the event log; it does not decide states (the store and
 //! policy do) and does not touch the nftables table (see [`crate::nftables`]).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -172,15 +173,52 @@ async fn apply_to_session(
     }
 }
 
-/// Applies one state change to every live session of `login`.
+/// One lock per login with a change in flight, so a login's CoAs go out one at a time.
+type LoginLocks = Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// Applies one state change to every live session of `login`. Changes of one login
+/// are serialized and each sends the filter of the state current when it runs, so
+/// whichever runs last leaves the NAS with the latest state even if two changes in
+/// quick succession were handled out of order.
 async fn apply_change(
     config: Arc<config::Config>,
     store: Store,
+    locks: LoginLocks,
     login: String,
     from: Port25State,
     to: Port25State,
 ) {
-    let sessions = match store.live_sessions(&login).await {
+    let lock = match locks.lock() {
+        Ok(mut map) => map.entry(login.clone()).or_default().clone(),
+        Err(_) => Arc::default(),
+    };
+    let guard = lock.lock().await;
+    let to = match store.find_subscriber(&login).await {
+        Ok(Some(s)) => s.port25,
+        Ok(None) => to,
+        Err(e) => {
+            tracing::error!(%login, "cannot read the port-25 state for CoA: {e}");
+            to
+        }
+    };
+    apply_to_sessions(&config, &store, &login, from, to).await;
+    drop(guard);
+    if let Ok(mut map) = locks.lock() {
+        // Forget the lock when nobody else holds or waits for it.
+        if map.get(&login).is_some_and(|l| Arc::strong_count(l) == 2) {
+            map.remove(&login);
+        }
+    }
+}
+
+async fn apply_to_sessions(
+    config: &config::Config,
+    store: &Store,
+    login: &str,
+    from: Port25State,
+    to: Port25State,
+) {
+    let sessions = match store.live_sessions(login).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(%login, "cannot look up live sessions for CoA: {e}");
@@ -188,12 +226,13 @@ async fn apply_change(
         }
     };
     for s in &sessions {
-        apply_to_session(&config, &store, s, from, to).await;
+        apply_to_session(config, store, s, from, to).await;
     }
 }
 
 async fn follow(config: Arc<config::Config>, store: Store, cursor: i64) {
     let mut follower = store.follow(cursor);
+    let locks: LoginLocks = Arc::default();
     loop {
         let batch = match follower.next_batch().await {
             Ok(b) => b,
@@ -211,7 +250,14 @@ async fn follow(config: Arc<config::Config>, store: Store, cursor: i64) {
                 continue; // Same filter: nothing for the NAS to change.
             }
             // Each change on its own task: a silent NAS must not delay the others.
-            tokio::spawn(apply_change(config.clone(), store.clone(), login, from, to));
+            tokio::spawn(apply_change(
+                config.clone(),
+                store.clone(),
+                locks.clone(),
+                login,
+                from,
+                to,
+            ));
         }
     }
 }

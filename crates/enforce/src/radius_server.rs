@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use policy::{IpNet, Subscriber, Timestamp};
+use policy::{IpNet, Timestamp};
 use radius::{AcctStatusType, Attribute, Code, Packet};
-use store::{SessionReport, Store};
+use store::{RadiusProfile, SessionReport, Store};
 use tokio::net::UdpSocket;
 
 /// How long a reply is kept to answer a retransmission of its request.
@@ -195,12 +195,62 @@ struct Server {
     /// Verifications running or waiting, and the most allowed.
     hash_queue: std::sync::atomic::AtomicUsize,
     hash_queue_max: usize,
+    /// Interim-Updates on their way to [`batch_interims`].
+    interims: tokio::sync::mpsc::Sender<InterimJob>,
+}
+
+type InterimJob = (
+    SessionReport,
+    tokio::sync::oneshot::Sender<Result<usize, store::StoreError>>,
+);
+
+/// Most Interim-Updates written in one transaction.
+const INTERIM_BATCH: usize = 1024;
+
+/// Group commit for Interim-Updates, by far the most frequent accounting packet: what
+/// queued while the previous transaction ran goes into the next one, so the store
+/// pays one commit (one fsync) per batch instead of per packet. Reports whose session
+/// lacks a lease take the full path one by one.
+async fn batch_interims(store: Store, mut jobs: tokio::sync::mpsc::Receiver<InterimJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INTERIM_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let reports: Vec<SessionReport> = batch.iter().map(|(r, _)| r.clone()).collect();
+        match store.sessions_seen(&reports).await {
+            Ok(seen) => {
+                for ((report, reply), complete) in batch.into_iter().zip(seen) {
+                    if complete {
+                        let _ = reply.send(Ok(0));
+                    } else {
+                        // Off the batch loop, so one slow report does not hold up the next batch.
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            let _ = reply.send(store.session_interim(&report).await);
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(store::StoreError::Backend(e.to_string())));
+                }
+            }
+        }
+    }
 }
 
 impl Server {
-    fn new(config: Arc<config::Config>, store: Store) -> Server {
+    /// The server and its Interim-Update batcher task.
+    fn new(config: Arc<config::Config>, store: Store) -> (Server, tokio::task::JoinHandle<()>) {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Server {
+        let (interims, jobs) = tokio::sync::mpsc::channel(INTERIM_BATCH * 4);
+        let batcher = tokio::spawn(batch_interims(store.clone(), jobs));
+        let server = Server {
             config,
             store,
             dedup: Mutex::new(Dedup::default()),
@@ -209,7 +259,9 @@ impl Server {
             hashers: tokio::sync::Semaphore::new(cores),
             hash_queue: std::sync::atomic::AtomicUsize::new(0),
             hash_queue_max: cores * HASH_QUEUE_PER_CORE,
-        }
+            interims,
+        };
+        (server, batcher)
     }
 
     /// Client check, signature check, decoding and duplicate detection: everything
@@ -378,7 +430,7 @@ impl Server {
         else {
             return self.reject(login, "User-Password could not be decoded");
         };
-        let subscriber = match self.store.find_subscriber(login).await {
+        let profile = match self.store.radius_profile(login).await {
             Ok(Some(s)) => s,
             Ok(None) => return self.reject(login, "unknown login"),
             Err(e) => {
@@ -387,7 +439,7 @@ impl Server {
                 return None;
             }
         };
-        let Some(phc) = subscriber.password_hash.clone() else {
+        let Some(phc) = profile.password_hash.clone() else {
             return self.reject(login, "the subscriber has no password set");
         };
         match self.password_matches(login, &password, phc).await {
@@ -403,28 +455,20 @@ impl Server {
             }
         }
         count(&COUNTERS.access_accepts);
-        Some(self.accept(&subscriber))
+        Some(self.accept(login, &profile))
     }
 
-    fn accept(&self, s: &Subscriber) -> Packet {
+    fn accept(&self, login: &str, s: &RadiusProfile) -> Packet {
         let filter = if s.port25.is_open() {
             &self.config.radius.filter_open
         } else {
             &self.config.radius.filter_blocked
         };
         let mut p = Packet::new(Code::AccessAccept, 0).with(Attribute::FilterId(filter.clone()));
-        let framed = s
-            .static_ips
-            .iter()
-            .filter(|n| n.is_host())
-            .find_map(|n| match n.addr() {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            });
-        if let Some(ip) = framed {
+        if let Some(ip) = s.framed_ipv4 {
             p.attributes.push(Attribute::FramedIpAddress(ip));
         }
-        tracing::debug!(login = %s.login, filter = %filter, framed_ip = ?framed, "Access-Accept");
+        tracing::debug!(login, filter = %filter, framed_ip = ?s.framed_ipv4, "Access-Accept");
         p
     }
 
@@ -478,6 +522,14 @@ impl Server {
         Some(ok)
     }
 
+    /// Hands an Interim-Update to the batcher and waits for its transaction.
+    async fn interim(&self, report: SessionReport) -> Result<usize, store::StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gone = || store::StoreError::Backend("interim-update batcher stopped".into());
+        self.interims.send((report, tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
     async fn accounting(&self, req: &Packet, nas: IpAddr) -> Option<Packet> {
         let Some(status) = req.acct_status_type() else {
             count(&COUNTERS.malformed);
@@ -509,7 +561,7 @@ impl Server {
                 };
                 let r = match status {
                     AcctStatusType::Start => self.store.session_started(&report).await,
-                    AcctStatusType::InterimUpdate => self.store.session_interim(&report).await,
+                    AcctStatusType::InterimUpdate => self.interim(report.clone()).await,
                     _ => self.store.session_stopped(&report).await,
                 };
                 r.map(|n| {
@@ -634,12 +686,15 @@ pub async fn start(
     if !sockets.is_empty() && config.radius.clients.is_empty() {
         tracing::warn!("radius.clients is empty: every RADIUS request will be dropped");
     }
-    let server = Arc::new(Server::new(config.clone(), store.clone()));
+    let (server, batcher) = Server::new(config.clone(), store.clone());
+    let server = Arc::new(server);
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = sockets
         .into_iter()
         .map(|(s, port)| tokio::spawn(serve(s, server.clone(), port)))
         .collect();
     if !config.radius.listen_acct.is_empty() {
+        // The batcher lives as long as the listeners (it ends when they drop the server).
+        tasks.push(batcher);
         tasks.push(tokio::spawn(sweep(store)));
     }
     Ok(tasks)

@@ -348,6 +348,13 @@ async fn accounting_start_and_stop_change_whois() {
     );
     assert!(b.store.whois(ip, at(now - 101)).await.unwrap().is_none());
 
+    let interim = format!(
+        "Acct-Status-Type = Interim-Update, User-Name = \"dyn\", Acct-Session-Id = \"sess-1\", \
+         Framed-IP-Address = {ip}, Acct-Session-Time = 30, Event-Timestamp = {}\n",
+        now - 70
+    );
+    let (ok, out) = radclient(b.acct, "acct", SECRET, &interim).await;
+    assert!(ok && out.contains("Accounting-Response"), "{out}");
     let stop = format!(
         "Acct-Status-Type = Stop, User-Name = \"dyn\", Acct-Session-Id = \"sess-1\", Framed-IP-Address = {ip}, \
          Acct-Session-Time = 60, Event-Timestamp = {}\n",
@@ -546,6 +553,21 @@ async fn exercise_sessions(store: &Store, clock: &FixedClock) {
     assert_eq!(
         who("2001:db8:100:ff::1", 1500).await.as_deref(),
         Some("ann")
+    );
+
+    // The bulk Interim-Update path: complete only when every named net is open.
+    let seen =
+        |nets: &[&str], session: &str| report("10.0.0.1", session, "ann", nets, 1500, Some(500));
+    let batch = [
+        seen(&["100.64.0.9"], "s1"),
+        seen(&["100.64.0.9", "2001:db8:100::/56"], "s1"),
+        seen(&["100.64.0.9", "100.64.0.99"], "s1"),
+        seen(&[], "s1"),
+        seen(&["100.64.0.9"], "nope"),
+    ];
+    assert_eq!(
+        store.sessions_seen(&batch).await.unwrap(),
+        vec![true, true, false, true, false]
     );
 
     // Interim updates, then silence: the sweeper closes at the last sign of life.

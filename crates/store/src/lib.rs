@@ -35,7 +35,7 @@ pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use queue::{new_queue_id, NewQueuedMessage, NewQueuedRecipient, QueuedMessage, QueuedRecipient, RecipientStatus};
-pub use sessions::{LiveSession, SessionReport};
+pub use sessions::{LiveSession, RadiusProfile, SessionReport};
 pub use portal::{
     Operator, OperatorRole, Port25Change, SessionKind, StaticRequest, SupportRequest, WebSession,
 };

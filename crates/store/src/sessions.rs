@@ -5,9 +5,9 @@
 //! whose interim updates stopped, finds the live sessions of a login for CoA, and
 //! records CoA outcomes in the audit log. It does not decide anything: `enforce` does.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use policy::{Actor, IpNet, LeaseSource, Timestamp};
+use policy::{Actor, IpNet, LeaseSource, Port25State, Timestamp};
 use serde_json::json;
 
 use crate::db::Stmt;
@@ -45,6 +45,15 @@ pub struct LiveSession {
     pub nas: IpAddr,
     pub session_id: String,
     pub login: String,
+}
+
+/// What the RADIUS server needs to answer an Access-Request, in one query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RadiusProfile {
+    pub password_hash: Option<String>,
+    pub port25: Port25State,
+    /// The first static IPv4 host address, for Framed-IP-Address.
+    pub framed_ipv4: Option<Ipv4Addr>,
 }
 
 impl SessionReport {
@@ -165,6 +174,45 @@ impl Store {
         ));
         self.db.tx(stmts, opened > 0).await?;
         Ok(opened)
+    }
+
+    /// Interim-Updates in bulk, in one transaction: refreshes `last_seen` of each
+    /// report's open leases. Returns, per report, whether every net it names (or, naming
+    /// none, at least one) had an open lease; for the others the caller takes the full
+    /// path, [`Store::session_interim`], which opens what is missing.
+    pub async fn sessions_seen(&self, reports: &[SessionReport]) -> Result<Vec<bool>, StoreError> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stmts = reports
+            .iter()
+            .map(|r| {
+                let mut sql = String::from(
+                    "UPDATE leases SET last_seen = $1 WHERE nas = $2 AND session_id = $3 \
+                     AND end_at IS NULL AND source = 'radius'",
+                );
+                let mut values = params![r.at.0, r.nas.to_string(), &r.session_id];
+                if !r.nets.is_empty() {
+                    let list: Vec<String> =
+                        (4..4 + r.nets.len()).map(|i| format!("${i}")).collect();
+                    sql.push_str(&format!(" AND net IN ({})", list.join(", ")));
+                    values.extend(r.nets.iter().map(|n| crate::Value::from(n.to_string())));
+                }
+                Stmt::new(sql, values)
+            })
+            .collect();
+        let counts = self.db.tx(stmts, false).await?;
+        Ok(reports
+            .iter()
+            .zip(counts)
+            .map(|(r, n)| {
+                if r.nets.is_empty() {
+                    n >= 1
+                } else {
+                    n as usize == r.nets.len()
+                }
+            })
+            .collect())
     }
 
     /// Accounting Stop: closes every open lease of the session at `at`. A Stop for a
@@ -302,6 +350,38 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The Access-Request view of `login`: one indexed query (the static addresses
+    /// joined in), where [`Store::find_subscriber`] takes three.
+    pub async fn radius_profile(&self, login: &str) -> Result<Option<RadiusProfile>, StoreError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT s.password_hash, s.port25, a.net FROM subscribers s \
+                 LEFT JOIN static_addresses a ON a.login = s.login WHERE s.login = $1 ORDER BY a.lo",
+                params![login],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut framed_ipv4 = None;
+        for r in &rows {
+            let Some(net) = r.opt_text(2)? else { continue };
+            let net: IpNet = net
+                .parse()
+                .map_err(|e: policy::NetError| StoreError::Corrupt(e.to_string()))?;
+            if let (true, IpAddr::V4(a)) = (net.is_host(), net.addr()) {
+                framed_ipv4 = Some(a);
+                break;
+            }
+        }
+        Ok(Some(RadiusProfile {
+            password_hash: first.opt_text(0)?,
+            port25: first.text(1)?.parse().map_err(StoreError::Corrupt)?,
+            framed_ipv4,
+        }))
     }
 
     /// Appends one audit entry, e.g. the outcome of a CoA (`actor` `system:coa`).
