@@ -161,8 +161,9 @@ async fn compare_transports(runner: &NftRunner) {
     }
 }
 
-/// State change → element added or deleted, through the live sync loop, timed by
-/// `nft monitor` (polling with `get element` would time nft's own set dump instead).
+/// State change → element added or deleted: from the transition's commit to nft
+/// having committed the batch, reported by the live sync loop itself. (`nft monitor`
+/// and `get element` both read the whole million-element set first, for seconds.)
 async fn measure_latency(
     config: Arc<config::Config>,
     store: &Store,
@@ -171,39 +172,19 @@ async fn measure_latency(
     transitions: usize,
 ) {
     let runner = NftRunner::in_netns(ns);
-    // Reconcile with nothing drifted: marker plus element probes.
-    let mut enforcer = nftables::Enforcer::new(config.clone(), store.clone(), runner.clone());
+    let cursor = store.last_event_id().await.expect("cursor");
+    let mut enforcer = nftables::Enforcer::new(config.clone(), store.clone(), runner);
     enforcer.full_load().await.expect("load");
+    // Reconcile with nothing drifted: the marker, and probes of the small sets.
     let started = Instant::now();
     let reloaded = enforcer.reconcile().await.expect("reconcile");
     println!(
         "  reconcile without drift: {} (reloaded: {reloaded})",
         ms(started.elapsed())
     );
-    drop(enforcer);
-    let tasks = nftables::start_with_runner(config, store.clone(), runner)
-        .await
-        .expect("start sync");
-    // Watch only after the initial load: a million add events would overflow it.
-    let mut monitor = tokio::process::Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "monitor", "elements"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nft monitor");
-    let stdout = monitor.stdout.take().expect("monitor stdout");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
-    tokio::spawn(async move {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    while rx.try_recv().is_ok() {}
+    let mut applied = enforcer.observe();
+    let every = config.enforce.reconcile_interval.get();
+    let task = tokio::spawn(nftables::sync::run(enforcer, store.follow(cursor), every));
     let op = Actor::Operator("bench".into());
     let mut samples = Vec::with_capacity(transitions * 2);
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -213,11 +194,8 @@ async fn measure_latency(
         seed ^= seed << 17;
         let i = (seed % n as u64) as usize;
         let login = format!("sub{i:07}");
-        let addr = lease_addr(i).to_string();
-        for (action, verb) in [
-            (Port25Action::Block, "delete element"),
-            (Port25Action::Unblock, "add element"),
-        ] {
+        let addr = lease_addr(i);
+        for (action, added) in [(Port25Action::Block, false), (Port25Action::Unblock, true)] {
             // Changes arrive at random times, not in step with the sync's polling.
             tokio::time::sleep(Duration::from_millis(seed % 250)).await;
             seed = seed.rotate_left(9);
@@ -226,29 +204,26 @@ async fn measure_latency(
                 .transition(&login, action, &op, "bench")
                 .await
                 .expect("transition");
-            let seen = loop {
-                match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                    Ok(Some((at, line)))
-                        if line.starts_with(verb) && line.contains(&format!(" {addr} ")) =>
-                    {
-                        break at
-                    }
-                    Ok(Some(_)) => continue,
-                    _ => panic!("{login}: no '{verb}' for {addr} within 10 s"),
+            loop {
+                let changes = tokio::time::timeout(Duration::from_secs(10), applied.recv())
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("{login}: set not updated within 10 s"));
+                let list = if added { &changes.add } else { &changes.delete };
+                if list.iter().any(|e| e.net == addr) {
+                    break;
                 }
-            };
-            samples.push(seen - started);
+            }
+            samples.push(started.elapsed());
         }
     }
-    for t in tasks {
-        t.abort();
-    }
-    let _ = monitor.kill().await;
+    task.abort();
     samples.sort();
     let pct =
         |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
     println!(
-        "  state change -> set updated ({} changes, nft monitor): p50 {}, p90 {}, p99 {}, max {}",
+        "  state change -> set updated ({} changes): p50 {}, p90 {}, p99 {}, max {}",
         samples.len(),
         ms(pct(0.50)),
         ms(pct(0.90)),
@@ -315,6 +290,9 @@ fn main() {
             let started = Instant::now();
             let text = nftables::ruleset::render_table(&nftables::TableSpec::from_config(&config, 1), elements.elements());
             let t_render = started.elapsed();
+            if let Some(path) = std::env::var_os("NFT_BENCH_DUMP") {
+                std::fs::write(&path, &text).expect("dump ruleset");
+            }
             let started = Instant::now();
             runner.load(&text).await.expect("load");
             let t_load = started.elapsed();

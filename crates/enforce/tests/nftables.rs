@@ -677,3 +677,74 @@ async fn failed_batch_falls_back_to_a_full_reload() {
     let err = e.full_load().await.unwrap_err().to_string();
     assert!(err.contains("cannot run"), "{err}");
 }
+
+/// Asks `server` for `name` (type `qtype`); returns the response code and the answer.
+fn dns_query(server: std::net::SocketAddr, name: &str, qtype: u16) -> Option<(u8, Vec<u8>)> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
+    sock.send_to(&q, server).ok()?;
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).ok()?;
+    (n >= 12 && buf[..2] == [0x12, 0x34]).then(|| (buf[3] & 0x0f, buf[..n].to_vec()))
+}
+
+/// The exported policy block list is a zone rbldnsd serves: a dynamic address is
+/// listed with the reason, a static one is not.
+#[test]
+fn pbl_is_served_by_rbldnsd() {
+    if !have("rbldnsd") {
+        eprintln!("skipped: needs rbldnsd");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pbl.zone");
+    std::fs::write(&file, nftables::render_pbl(&test_config("portcullis"))).unwrap();
+    // rbldnsd drops root and must still read the zone.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut lab = Lab::new();
+    let child = Command::new("rbldnsd")
+        .args(["-n", "-b", &format!("127.0.0.1/{port}")])
+        .arg(format!("pbl.example:ip4set:{}", file.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start rbldnsd");
+    lab.children.push(child);
+    let started = Instant::now();
+    let (rcode, answer) = loop {
+        if let Some(r) = dns_query(server, "5.0.64.100.pbl.example", 1) {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "rbldnsd did not answer"
+        );
+    };
+    assert_eq!(rcode, 0, "100.64.0.5 is listed");
+    assert!(
+        answer.ends_with(&[127, 0, 0, 10]),
+        "A 127.0.0.10: {answer:?}"
+    );
+    let (_, txt) = dns_query(server, "5.0.64.100.pbl.example", 16).expect("TXT answer");
+    let reason = b"Dynamic address; send via the ISP's submission server";
+    assert!(
+        txt.windows(reason.len()).any(|w| w == reason),
+        "TXT reason: {txt:?}"
+    );
+    let (rcode, _) = dns_query(server, "7.100.51.198.pbl.example", 1).expect("answer");
+    assert_eq!(rcode, 3, "a static address is not listed (NXDOMAIN)");
+}

@@ -399,13 +399,24 @@ pub fn render_changes(table: &str, changes: &Changes) -> String {
     out
 }
 
-/// `get element` lines that fail unless every one of `elements` is in the table.
+/// `get element` statements, one per set, that fail unless every one of `elements`
+/// is in the table. nft 1.0 reads the whole set to answer one, so callers keep the
+/// probed sets small (see `sync`).
 pub fn render_probe(table: &str, elements: &[Element]) -> String {
-    let mut out = String::new();
+    let mut by_slot: std::collections::BTreeMap<Slot, Vec<IpNet>> =
+        std::collections::BTreeMap::new();
     for e in elements {
-        let slot = Slot::of(e);
+        by_slot.entry(Slot::of(e)).or_default().push(e.net);
+    }
+    let mut out = String::new();
+    for (slot, nets) in by_slot {
         let _ = write!(out, "get element inet {table} {} {{ ", slot.set_name());
-        element_text(&mut out, &slot, &e.net);
+        for (i, net) in nets.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            element_text(&mut out, &slot, net);
+        }
         out.push_str(" }\n");
     }
     out
@@ -583,8 +594,16 @@ mod tests {
              add element inet t allowed4_32 { 100.64.0.1 }\n"
         );
         assert_eq!(
-            render_probe("t", &[allowed("100.64.0.8/30")]),
-            "get element inet t allowed4_other { 100.64.0.8/30 }\n"
+            render_probe(
+                "t",
+                &[
+                    allowed("100.64.0.8/30"),
+                    allowed("100.64.0.1"),
+                    allowed("100.64.0.2")
+                ]
+            ),
+            "get element inet t allowed4_other { 100.64.0.8/30 }\n\
+             get element inet t allowed4_32 { 100.64.0.1, 100.64.0.2 }\n"
         );
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use policy::{IpNet, Port25State};
 
-use super::ruleset::{Changes, Element, Purpose};
+use super::ruleset::{Changes, Element, Purpose, Slot};
 
 /// The elements a subscriber puts in the table (DESIGN.md, "Network meaning of the
 /// states"): an `opted-out` subscriber's open leases inside the dynamic pools are
@@ -124,21 +124,29 @@ impl Enforced {
         self.refs.is_empty()
     }
 
-    /// Up to `n` elements spread over the table, for a cheap presence probe.
-    pub fn sample(&self, n: usize, seed: u64) -> Vec<Element> {
+    /// Up to `per_set` known elements of each set holding at most `max_set`
+    /// elements, picked from a rotating start, for a presence probe.
+    pub fn sample(&self, per_set: usize, max_set: usize, seed: u64) -> Vec<Element> {
+        let mut sizes: HashMap<Slot, usize> = HashMap::new();
+        for e in self.refs.keys() {
+            *sizes.entry(Slot::of(e)).or_insert(0) += 1;
+        }
         let len = self.refs.len();
         if len == 0 {
             return Vec::new();
         }
-        let skip = (seed as usize) % len;
-        self.refs
-            .keys()
-            .cycle()
-            .skip(skip)
-            .step_by((len / n.max(1)).max(1))
-            .take(n.min(len))
-            .copied()
-            .collect()
+        let mut taken: HashMap<Slot, usize> = HashMap::new();
+        let mut out = Vec::new();
+        let skip = (seed % len as u64) as usize;
+        for e in self.refs.keys().cycle().skip(skip).take(len) {
+            let slot = Slot::of(e);
+            let n = taken.entry(slot).or_insert(0);
+            if *n < per_set && sizes.get(&slot).is_some_and(|&s| s <= max_set) {
+                *n += 1;
+                out.push(*e);
+            }
+        }
+        out
     }
 }
 
@@ -214,6 +222,10 @@ mod tests {
         e.replace_into("c", vec![allowed("100.64.0.9")], &mut c);
         assert!(c.is_empty(), "{c:?}");
         assert_eq!(e.len(), 2);
-        assert_eq!(e.sample(5, 7).len(), 2);
+        assert_eq!(e.sample(5, 100, 7).len(), 2);
+        assert!(
+            e.sample(5, 1, 7).is_empty(),
+            "sets above the limit are not probed"
+        );
     }
 }

@@ -24,8 +24,14 @@ use super::ruleset::{
 use super::state::{elements_of, in_dynamic_pool, Enforced};
 use super::{NftRunner, NftablesError};
 
-/// Known elements probed on each reconcile: enough to notice a flushed set.
-const PROBES: usize = 16;
+/// Known elements probed per set on each reconcile: enough to notice a flushed set.
+const PROBES_PER_SET: usize = 4;
+
+/// Sets larger than this are not probed. nft 1.0 reads a whole set to answer one
+/// `get element` (about 2 s for a million elements, measured by `benches/nft.rs`),
+/// and the sync loop would stall that long; the generation marker still catches
+/// the usual drift there (table deleted, ruleset flushed or replaced).
+const PROBE_MAX_SET: usize = 100_000;
 
 /// Reads every subscriber element from the store (two indexed joins).
 pub async fn load_elements(
@@ -33,8 +39,9 @@ pub async fn load_elements(
     dynamic_pools: &[IpNet],
 ) -> Result<Enforced, NftablesError> {
     // Same rule as `elements_of`, row by row: no allocation per row beyond the map.
-    let mut per_login: HashMap<String, Vec<Element>> = HashMap::new();
-    for h in store.opted_out_open_leases().await? {
+    let opted_out = store.opted_out_open_leases().await?;
+    let mut per_login: HashMap<String, Vec<Element>> = HashMap::with_capacity(opted_out.len());
+    for h in opted_out {
         if in_dynamic_pool(dynamic_pools, &h.net) {
             let e = Element {
                 purpose: Purpose::Allowed,
@@ -61,6 +68,7 @@ pub struct Enforcer {
     enforced: Enforced,
     generation: u32,
     reconciles: u64,
+    applied: Option<tokio::sync::mpsc::UnboundedSender<ruleset::Changes>>,
 }
 
 impl Enforcer {
@@ -72,6 +80,7 @@ impl Enforcer {
             enforced: Enforced::default(),
             generation: initial_generation(),
             reconciles: 0,
+            applied: None,
         }
     }
 
@@ -135,6 +144,9 @@ impl Enforcer {
         let text = render_changes(&self.config.enforce.table, &changes);
         match self.runner.load(&text).await {
             Ok(()) => {
+                if let Some(tx) = &self.applied {
+                    let _ = tx.send(changes.clone());
+                }
                 tracing::debug!(
                     added = changes.add.len(),
                     deleted = changes.delete.len(),
@@ -161,9 +173,11 @@ impl Enforcer {
         let expected = format!("{:#010x}", self.generation);
         let intact = match marker {
             Ok(text) if text.contains(&expected) => {
-                let probes = self
-                    .enforced
-                    .sample(PROBES, self.reconciles.wrapping_mul(0x9e37_79b9));
+                let probes = self.enforced.sample(
+                    PROBES_PER_SET,
+                    PROBE_MAX_SET,
+                    self.reconciles.wrapping_mul(0x9e37_79b9),
+                );
                 probes.is_empty()
                     || self
                         .runner
@@ -179,6 +193,14 @@ impl Enforcer {
         tracing::warn!(table = %table, "nftables table missing or changed behind our back; reloading");
         self.full_load().await?;
         Ok(true)
+    }
+
+    /// Reports every incremental batch once nft has committed it (the benchmark
+    /// times state change → set updated with this).
+    pub fn observe(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<ruleset::Changes> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.applied = Some(tx);
+        rx
     }
 
     pub fn generation(&self) -> u32 {
