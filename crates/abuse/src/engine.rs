@@ -122,6 +122,45 @@ impl Engine {
         })
     }
 
+    /// [`Engine::attribute`] for a batch, with a few store queries for all of it.
+    pub async fn attribute_many(
+        &self,
+        items: &[(Option<IpAddr>, Timestamp)],
+    ) -> Result<Vec<Attribution>, StoreError> {
+        let lookups: Vec<(IpAddr, Timestamp)> = items
+            .iter()
+            .filter_map(|(ip, at)| {
+                ip.filter(|ip| self.pools.classify(*ip).is_some())
+                    .map(|ip| (ip, *at))
+            })
+            .collect();
+        let mut held = self.store.whois_many(&lookups).await?.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        for (ip, at) in items {
+            out.push(match ip {
+                None => Attribution {
+                    login: None,
+                    unattributed: Some("no source address in the evidence".into()),
+                },
+                Some(ip) if self.pools.classify(*ip).is_none() => Attribution {
+                    login: None,
+                    unattributed: Some(format!("address {ip} is outside our pools")),
+                },
+                Some(ip) => match held.next().flatten() {
+                    Some(lease) => Attribution {
+                        login: Some(lease.lease.login),
+                        unattributed: None,
+                    },
+                    None => Attribution {
+                        login: None,
+                        unattributed: Some(format!("no lease for {ip} at {at}")),
+                    },
+                },
+            });
+        }
+        Ok(out)
+    }
+
     /// Records attributed evidence and applies the rules. `None` when the same
     /// evidence was already recorded.
     pub async fn record(

@@ -63,9 +63,18 @@ pub async fn record_complaint(
     engine: &Engine,
     complaint: Complaint,
 ) -> Result<IngestOutcome, AbuseError> {
-    let received = engine.now();
-    let at = complaint.arrival_date.unwrap_or(received);
+    let at = complaint.arrival_date.unwrap_or(engine.now());
     let attribution = engine.attribute(complaint.source_ip, at).await?;
+    record_attributed(engine, complaint, attribution).await
+}
+
+/// Records a parsed complaint whose attribution is known.
+pub async fn record_attributed(
+    engine: &Engine,
+    complaint: Complaint,
+    attribution: crate::engine::Attribution,
+) -> Result<IngestOutcome, AbuseError> {
+    let at = complaint.arrival_date.unwrap_or(engine.now());
     let summary = match complaint.format {
         ComplaintFormat::Arf => format!("spam complaint ({})", complaint.feedback_type),
         ComplaintFormat::Unstructured => "spam complaint (plain text)".to_string(),
@@ -194,38 +203,65 @@ fn split(name: &str, data: Vec<u8>) -> Vec<(String, Result<Vec<u8>, String>)> {
     vec![(name.to_string(), Ok(data))]
 }
 
-/// Ingests everything at `path` (see [`read_messages`]).
+/// How many complaints are parsed and attributed together.
+const BATCH: usize = 256;
+
+/// Ingests everything at `path` (see [`read_messages`]): parsed and attributed in
+/// batches, recorded one by one.
 pub async fn ingest_all(engine: &Engine, path: &Path) -> Result<IngestReport, AbuseError> {
     let mut report = IngestReport::default();
-    for (source, data) in read_messages(path).await? {
-        let result = match data {
-            Ok(raw) => ingest_with(engine, &raw).await,
-            Err(reason) => Err(AbuseError::Io {
-                path: source.clone(),
-                reason,
-            }),
-        };
-        match result {
-            Ok(outcome) => {
-                match &outcome {
-                    IngestOutcome::Recorded { .. } => report.recorded += 1,
-                    IngestOutcome::Duplicate { .. } => report.duplicates += 1,
+    let messages = read_messages(path).await?;
+    for batch in messages.chunks(BATCH) {
+        let parsed: Vec<(String, Result<Complaint, AbuseError>)> = batch
+            .iter()
+            .map(|(source, data)| {
+                let result = match data {
+                    Ok(raw) => arf::parse(raw, engine.pools()).map_err(AbuseError::from),
+                    Err(reason) => Err(AbuseError::Io {
+                        path: source.clone(),
+                        reason: reason.clone(),
+                    }),
+                };
+                (source.clone(), result)
+            })
+            .collect();
+        let now = engine.now();
+        let keys: Vec<_> = parsed
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(|c| (c.source_ip, c.arrival_date.unwrap_or(now)))
+            .collect();
+        let mut attributions = engine.attribute_many(&keys).await?.into_iter();
+        for (source, result) in parsed {
+            let result = match result {
+                Ok(c) => match attributions.next() {
+                    Some(a) => record_attributed(engine, c, a).await,
+                    None => record_complaint(engine, c).await,
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(outcome) => {
+                    match &outcome {
+                        IngestOutcome::Recorded { .. } => report.recorded += 1,
+                        IngestOutcome::Duplicate { .. } => report.duplicates += 1,
+                    }
+                    report.items.push(IngestItem {
+                        source,
+                        outcome: Some(outcome),
+                        refused: None,
+                    });
                 }
-                report.items.push(IngestItem {
-                    source,
-                    outcome: Some(outcome),
-                    refused: None,
-                });
-            }
-            Err(AbuseError::Store(e)) => return Err(AbuseError::Store(e)),
-            Err(e) => {
-                tracing::warn!(source = %source, "complaint refused: {e}");
-                report.refused += 1;
-                report.items.push(IngestItem {
-                    source,
-                    outcome: None,
-                    refused: Some(e.to_string()),
-                });
+                Err(AbuseError::Store(e)) => return Err(AbuseError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(source = %source, "complaint refused: {e}");
+                    report.refused += 1;
+                    report.items.push(IngestItem {
+                        source,
+                        outcome: None,
+                        refused: Some(e.to_string()),
+                    });
+                }
             }
         }
     }

@@ -65,6 +65,18 @@ async fn complaint_reinstates_opted_out_subscriber(env: Env) {
         n.body
     );
     assert!(!n.body.contains("fbl-secret-reporter"));
+    // Queued as an email through portcullis' own queue.
+    let queue_id = n.queue_id.as_deref().unwrap();
+    let body = store
+        .queue_body(queue_id)
+        .await
+        .unwrap()
+        .expect("queued notice");
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("To: <alice@home.example>\r\n"), "{body}");
+    assert!(body.contains("From: Abuse desk <abuse@mail.isp.example>\r\n"));
+    assert!(body.contains("Subject: Outgoing port 25 blocked again on your connection\r\n"));
+    assert!(store.queue_message(queue_id).await.unwrap().is_some());
 
     // The same report again counts once.
     let again = abuse::ingest_bytes(&env.config, store, raw.as_bytes())
@@ -294,3 +306,40 @@ async fn submission_anomaly_suspends(env: Env) {
         .unwrap());
 }
 both_backends!(anomaly, submission_anomaly_suspends);
+
+async fn serve_watches_the_maildir(env: Env) {
+    let store = &env.store;
+    dynamic_with_lease(store, "gina", "100.64.6.6").await;
+    opt_out(store, "gina").await;
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("abuse-maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    let mut config = env.config.clone();
+    config.abuse.maildir = Some(md.clone());
+    config.abuse.flow_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let tasks = abuse::start(std::sync::Arc::new(config), store.clone())
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 2);
+    std::fs::write(
+        md.join("tmp/c1"),
+        arf(Some("100.64.6.6"), T0 - 5, "w@x", "message/rfc822"),
+    )
+    .unwrap();
+    std::fs::rename(md.join("tmp/c1"), md.join("new/c1")).unwrap();
+    let mut state = Port25State::OptedOut;
+    for _ in 0..100 {
+        state = store.subscriber("gina").await.unwrap().port25;
+        if state == Port25State::Reinstated {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, Port25State::Reinstated);
+    for t in tasks {
+        t.abort();
+    }
+}
+both_backends!(serve_maildir, serve_watches_the_maildir);

@@ -208,7 +208,12 @@ async fn softflowd_exports(env: Env) {
             String::from_utf8_lossy(&out.stderr)
         );
         let s2 = store.clone();
-        let ok = wait_for(async || !s2.evidence_of(Some(login), 5).await.unwrap().is_empty()).await;
+        // Done when the decision is applied: re-instated, or notified (erin, blocked).
+        let ok = wait_for(async || {
+            s2.subscriber(login).await.unwrap().port25 == Port25State::Reinstated
+                || !s2.notices(Some(login), 5).await.unwrap().is_empty()
+        })
+        .await;
         let snap = stats.snapshot();
         assert!(
             ok,

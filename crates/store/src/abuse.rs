@@ -659,6 +659,81 @@ impl Store {
     }
 }
 
+impl Store {
+    /// [`Store::whois`] for many (address, time) pairs at once: a few queries for a
+    /// whole batch instead of one per address (complaint intake in bulk).
+    pub async fn whois_many(
+        &self,
+        queries: &[(IpAddr, Timestamp)],
+    ) -> Result<Vec<Option<crate::LeaseRecord>>, StoreError> {
+        use std::collections::{BTreeSet, HashMap};
+        // The network keys that can contain each address, one per prefix length.
+        let candidates = |addr: IpAddr| -> Vec<String> {
+            let width: u8 = if addr.is_ipv4() { 32 } else { 128 };
+            let key = policy::net::addr_key(addr);
+            (0..=width)
+                .map(|p| {
+                    let mask = 1u128
+                        .checked_shl(u32::from(width - p))
+                        .map_or(u128::MAX, |m| m - 1);
+                    crate::leases::key_hex(key & !mask)
+                })
+                .collect()
+        };
+        let all: BTreeSet<String> = queries.iter().flat_map(|(a, _)| candidates(*a)).collect();
+        let all: Vec<String> = all.into_iter().collect();
+        let mut by_lo: HashMap<String, Vec<crate::LeaseRecord>> = HashMap::new();
+        for chunk in all.chunks(2000) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT id, login, net, start_at, end_at, source, session_id, nas, lo FROM leases WHERE lo IN ({list})"
+            );
+            let params = chunk
+                .iter()
+                .map(|k| crate::Value::from(k.as_str()))
+                .collect();
+            for r in self.db.query(&sql, params).await? {
+                let source = r.text(5)?;
+                let rec = crate::LeaseRecord {
+                    id: r.int(0)?,
+                    lease: policy::Lease {
+                        login: r.text(1)?,
+                        net: r
+                            .text(2)?
+                            .parse()
+                            .map_err(|e: policy::NetError| StoreError::Corrupt(e.to_string()))?,
+                        start: Timestamp(r.int(3)?),
+                        end: r.opt_int(4)?.map(Timestamp),
+                        source: policy::LeaseSource::parse(&source).ok_or_else(|| {
+                            StoreError::Corrupt(format!("lease source '{source}'"))
+                        })?,
+                    },
+                    session_id: r.opt_text(6)?,
+                    nas: r.opt_text(7)?,
+                };
+                by_lo.entry(r.text(8)?).or_default().push(rec);
+            }
+        }
+        Ok(queries
+            .iter()
+            .map(|(addr, at)| {
+                let records: Vec<&crate::LeaseRecord> = candidates(*addr)
+                    .iter()
+                    .filter_map(|k| by_lo.get(k))
+                    .flatten()
+                    .filter(|l| l.lease.net.contains(*addr))
+                    .collect();
+                let leases: Vec<policy::Lease> = records.iter().map(|r| r.lease.clone()).collect();
+                let held = policy::who_held(&leases, *addr, *at)?;
+                records.into_iter().find(|r| &r.lease == held).cloned()
+            })
+            .collect())
+    }
+}
+
 fn parse_dnsbl(r: &Row) -> Result<DnsblState, StoreError> {
     Ok(DnsblState {
         ip: r.text(0)?,
