@@ -25,9 +25,51 @@ pub struct Authenticator {
     backend: Backend,
     store: store::Store,
     throttle: AuthThrottle,
-    /// argon2 is CPU-heavy by design: at most this many run at once, so a login
-    /// flood cannot starve the blocking pool that the store and spool also use.
-    verifiers: tokio::sync::Semaphore,
+    verifier: PasswordVerifier,
+}
+
+type VerifyJob = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// argon2 is CPU- and memory-heavy by design (19 MiB a check): checks run on a few
+/// dedicated threads, so a login flood cannot starve tokio's blocking pool (which the
+/// store and spool use) and the memory allocator keeps one argon2 buffer per thread
+/// instead of one per blocking-pool thread (it was 1 GiB after a few dozen logins).
+struct PasswordVerifier {
+    jobs: std::sync::mpsc::Sender<VerifyJob>,
+}
+
+impl PasswordVerifier {
+    fn new(threads: usize) -> PasswordVerifier {
+        let (tx, rx) = std::sync::mpsc::channel::<VerifyJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((password, hash, reply)) = job else {
+                        return;
+                    };
+                    let _ = reply.send(store::password::verify_password(&password, &hash));
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a password-check thread: {e}");
+            }
+        }
+        PasswordVerifier { jobs: tx }
+    }
+
+    async fn verify(&self, password: &str, hash: &str) -> Result<bool, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((password.to_string(), hash.to_string(), tx))
+            .map_err(|_| "password-check threads are gone".to_string())?;
+        rx.await.map_err(|_| "password check failed".to_string())
+    }
 }
 
 /// A hash to verify against when the login is unknown, so that answer takes as long.
@@ -43,11 +85,13 @@ impl Authenticator {
         throttle: AuthThrottle,
         parallel: usize,
     ) -> Authenticator {
+        // Made now rather than on the first unknown login, which would wait for it.
+        let _ = dummy_hash();
         Authenticator {
             backend,
             store,
             throttle,
-            verifiers: tokio::sync::Semaphore::new(parallel.max(1)),
+            verifier: PasswordVerifier::new(parallel),
         }
     }
 
@@ -102,11 +146,7 @@ impl Authenticator {
     }
 
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, String> {
-        let _permit = self.verifiers.acquire().await.map_err(|e| e.to_string())?;
-        let (password, hash) = (password.to_string(), hash.to_string());
-        tokio::task::spawn_blocking(move || store::password::verify_password(&password, &hash))
-            .await
-            .map_err(|e| format!("password check failed: {e}"))
+        self.verifier.verify(password, hash).await
     }
 
     /// Ok(Some(subscriber)) on success, Ok(None) on failure, Err when the store fails.

@@ -199,6 +199,41 @@ async fn curl_smtp_with_ssl_reqd_and_smtps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_is_served_too() {
+    let t = start(|_, _| {}).await;
+    let url = format!("smtp://127.0.0.1:{}", t.starttls());
+    let args: Vec<String> = [
+        "-sS",
+        "--ssl-reqd",
+        "-k",
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--url",
+        &url,
+        "--user",
+        "ann:pw",
+        "--mail-from",
+        "ann@example.net",
+        "--mail-rcpt",
+        "dan@example.org",
+        "-T",
+        "-",
+        "-v",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, out) = run("curl", &args, Some(b"Subject: t\r\n\r\nx\r\n")).await;
+    assert!(ok, "{out}");
+    let text = assert_queued_whole(&t, &out, "ann").await;
+    assert!(
+        text.contains("(using TLSv1.2 with cipher TLS_ECDHE_"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_smtplib_sends_and_sees_precise_refusals() {
     let t = start(|_, _| {}).await;
     let msg = "From: ann@example.net\r\nSubject: py\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <own@x>\r\n\r\nhi\r\n";

@@ -58,6 +58,11 @@ pub fn test_tunables() -> Tunables {
 /// Starts a server with subscribers `ann` (password `pw`, ann@example.net) and `bob`
 /// (password `pw2`, owns @bob.example).
 pub async fn start(tweak: impl FnOnce(&mut config::Config, &mut Tunables)) -> TestServer {
+    // Server logs show with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     let mut tunables = test_tunables();
