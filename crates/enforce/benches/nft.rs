@@ -4,16 +4,18 @@
 //! ```text
 //! cargo bench -p enforce --bench nft                      # 100000 and 1000000
 //! cargo bench -p enforce --bench nft -- 100000 --transitions 200
+//! cargo bench -p enforce --bench nft -- 1000000 --opted-out 5   # a realistic mix
 //! ```
 //!
 //! Needs root, `ip` and `nft`; everything happens in a network namespace it creates
 //! and removes. For each size it fills a temporary SQLite store through the store's
-//! import API (every subscriber dynamic with one IPv4 lease, then all of them set to
-//! `opted-out` with one SQL statement — the worst case: a million-element set), and
-//! times: the store query, rendering, and `nft -f` of the whole table. On the largest
-//! size it then compares ways of sending an update (`nft -f` text, `nft -j` JSON, and
-//! the fixed cost of starting `nft`, which is all a netlink library could save) and
-//! measures state change → element present/absent through the live sync loop.
+//! import API (every subscriber dynamic with one IPv4 lease, then `--opted-out` percent
+//! of them, default all, set to `opted-out` with one SQL statement — all is the worst
+//! case: a million-element set), and times the store query, rendering, and `nft -f`
+//! of the whole table. On the largest size it then compares ways of sending an
+//! update (`nft -f` text, `nft -j` JSON, and the fixed cost of starting `nft`, which
+//! is all a netlink library could save), times a reconcile, and measures state change
+//! → set updated through the live sync loop.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -54,8 +56,9 @@ fn config() -> config::Config {
     c
 }
 
-/// A store with `n` opted-out dynamic subscribers, one open IPv4 lease each.
-async fn fill_store(path: &std::path::Path, n: usize) -> Store {
+/// A store with `n` dynamic subscribers, one open IPv4 lease each; subscriber `i` is
+/// opted-out when `i % 100 < percent`.
+async fn fill_store(path: &std::path::Path, n: usize, percent: usize) -> Store {
     let url = format!("sqlite://{}", path.display());
     let store = Store::open(&url).await.expect("open store");
     let actor = Actor::Operator("bench".into());
@@ -97,8 +100,11 @@ async fn fill_store(path: &std::path::Path, n: usize) -> Store {
     // Bulk shortcut for the benchmark only: a million transitions would measure the
     // audit log, not enforcement.
     let db = rusqlite::Connection::open(path).expect("open sqlite");
-    db.execute("UPDATE subscribers SET port25 = 'opted-out'", [])
-        .expect("set states");
+    db.execute(
+        "UPDATE subscribers SET port25 = 'opted-out' WHERE CAST(substr(login, 4) AS INTEGER) % 100 < ?1",
+        [percent as i64],
+    )
+    .expect("set states");
     println!(
         "  store: import_subscribers {}, import_leases {}, set opted-out {}",
         ms(t_subs),
@@ -169,6 +175,7 @@ async fn measure_latency(
     store: &Store,
     ns: &str,
     n: usize,
+    percent: usize,
     transitions: usize,
 ) {
     let runner = NftRunner::in_netns(ns);
@@ -193,6 +200,8 @@ async fn measure_latency(
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let i = (seed % n as u64) as usize;
+        // An opted-out subscriber (see `fill_store`).
+        let i = (i - i % 100 + (i % 100) % percent.max(1)).min(n - 1);
         let login = format!("sub{i:07}");
         let addr = lease_addr(i);
         for (action, added) in [(Port25Action::Block, false), (Port25Action::Unblock, true)] {
@@ -235,6 +244,7 @@ async fn measure_latency(
 fn main() {
     let mut sizes = Vec::new();
     let mut transitions = 100usize;
+    let mut percent = 100usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -243,6 +253,13 @@ fn main() {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(transitions)
+            }
+            "--opted-out" => {
+                percent = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(percent)
+                    .clamp(1, 100)
             }
             "--bench" => {}
             other => {
@@ -276,9 +293,9 @@ fn main() {
         let config = Arc::new(config());
         let largest = sizes.iter().copied().max().unwrap_or(0);
         for &n in &sizes {
-            println!("{n} subscribers, all opted-out (one IPv4 lease each):");
+            println!("{n} dynamic subscribers with one IPv4 lease each, {percent}% opted-out:");
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = fill_store(&dir.path().join("bench.db"), n).await;
+            let store = fill_store(&dir.path().join("bench.db"), n, percent).await;
 
             let started = Instant::now();
             let rows = store.opted_out_open_leases().await.expect("query");
@@ -315,7 +332,7 @@ fn main() {
             drop(elements);
             if n == largest {
                 compare_transports(&runner).await;
-                measure_latency(config.clone(), &store, &ns.0, n, transitions).await;
+                measure_latency(config.clone(), &store, &ns.0, n, percent, transitions).await;
             }
         }
     });

@@ -219,7 +219,8 @@ pub fn render_table<'e>(
     for (slot, nets) in by_slot.iter_mut() {
         // Sorted for a stable, readable file; deduplicated because a hash set would
         // take a repeat but an interval set refuses overlaps.
-        nets.sort_unstable_by_key(IpNet::key_range);
+        // One family per slot, so IpNet's order is numeric order.
+        nets.sort_unstable();
         nets.dedup();
         if slot.hashed.is_none() {
             *nets = outermost(std::mem::take(nets));
