@@ -213,9 +213,14 @@ fn bench_flows() {
     let mut flows = Vec::new();
     for _ in 0..30_000 {
         let x = next();
-        let src = sub_ip((x % 10_000) as u32);
+        // One flow in a hundred comes from one of two infected PCs.
+        let src = if x % 100 == 0 {
+            sub_ip(20_000 + ((x >> 8) % 2) as u32)
+        } else {
+            sub_ip((x % 10_000) as u32)
+        };
         let dst = Ipv4Addr::from((x >> 16) as u32);
-        let port = if x & 1 == 0 { 25 } else { 443 };
+        let port = if x % 100 == 0 || x & 2 == 0 { 25 } else { 443 };
         flows.push((src, dst, port));
     }
     for (name, packets) in [
