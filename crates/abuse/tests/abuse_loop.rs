@@ -343,3 +343,75 @@ async fn serve_watches_the_maildir(env: Env) {
     }
 }
 both_backends!(serve_maildir, serve_watches_the_maildir);
+
+async fn batched_and_single_attribution_agree(env: Env) {
+    let store = &env.store;
+    let mut config = env.config.clone();
+    config
+        .network
+        .dynamic_pools
+        .push("2001:db8:8000::/33".parse().unwrap());
+    dynamic_with_lease(store, "hana", "100.64.7.7").await;
+    // An IPv6 subscriber holding a delegated /56.
+    store
+        .add_subscriber(
+            &store::NewSubscriber {
+                login: "ivan".into(),
+                display_name: None,
+                email: None,
+                plan: policy::Plan::Dynamic,
+                static_ips: vec![],
+                password_hash: None,
+            },
+            &op(),
+        )
+        .await
+        .unwrap();
+    store
+        .open_lease(&store::NewLease {
+            login: "ivan".into(),
+            net: "2001:db8:8000:1200::/56".parse().unwrap(),
+            start: policy::Timestamp(T0 - 3600),
+            end: None,
+            source: policy::LeaseSource::Radius,
+            session_id: Some("s-ivan".into()),
+            nas: Some(ip("10.0.0.1")),
+        })
+        .await
+        .unwrap();
+    let engine = abuse::Engine::new(&config, store.clone());
+    let items = vec![
+        (Some(ip("100.64.7.7")), policy::Timestamp(T0 - 10)),
+        (
+            Some(ip("2001:db8:8000:12ab::25")),
+            policy::Timestamp(T0 - 10),
+        ),
+        (
+            Some(ip("2001:db8:8000:1300::1")),
+            policy::Timestamp(T0 - 10),
+        ),
+        (Some(ip("100.64.7.7")), policy::Timestamp(T0 - 7200)),
+        (Some(ip("8.8.8.8")), policy::Timestamp(T0 - 10)),
+        (None, policy::Timestamp(T0 - 10)),
+    ];
+    let batched = engine.attribute_many(&items).await.unwrap();
+    let mut single = Vec::new();
+    for (ip, at) in &items {
+        single.push(engine.attribute(*ip, *at).await.unwrap());
+    }
+    assert_eq!(batched, single);
+    assert_eq!(batched[0].login.as_deref(), Some("hana"));
+    assert_eq!(batched[1].login.as_deref(), Some("ivan"));
+    assert!(batched[2]
+        .unattributed
+        .as_deref()
+        .unwrap()
+        .starts_with("no lease for 2001:db8:8000:1300::1"));
+    assert!(batched[3].unattributed.is_some());
+    assert!(batched[4]
+        .unattributed
+        .as_deref()
+        .unwrap()
+        .contains("outside our pools"));
+}
+both_backends!(attribution, batched_and_single_attribution_agree);
