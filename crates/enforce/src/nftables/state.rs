@@ -4,6 +4,7 @@
 //! goes 1→0, so an incremental batch only ever deletes what is known to be present.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use policy::{IpNet, Port25State};
 
@@ -47,17 +48,52 @@ pub fn in_dynamic_pool(dynamic_pools: &[IpNet], lease: &IpNet) -> bool {
     dynamic_pools.iter().any(|p| p.overlaps(lease))
 }
 
+/// rustc's FxHash: the maps below hold a million entries rebuilt on every full load,
+/// and their keys come from our own store, so SipHash's flooding resistance buys
+/// nothing and costs a good part of the load.
+#[derive(Clone, Copy, Default)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map with [`FxHasher`].
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
 /// The table's subscriber elements as this process last loaded them.
 #[derive(Debug, Default)]
 pub struct Enforced {
-    by_login: HashMap<String, Vec<Element>>,
-    refs: HashMap<Element, u32>,
+    by_login: FastMap<String, Vec<Element>>,
+    refs: FastMap<Element, u32>,
 }
 
 impl Enforced {
     /// The state of a fresh full load: each login with the elements it needs.
-    pub fn from_logins(mut by_login: HashMap<String, Vec<Element>>) -> Enforced {
-        let mut refs: HashMap<Element, u32> = HashMap::with_capacity(by_login.len());
+    pub fn from_logins(mut by_login: FastMap<String, Vec<Element>>) -> Enforced {
+        let mut refs: FastMap<Element, u32> =
+            FastMap::with_capacity_and_hasher(by_login.len(), Default::default());
         for wanted in by_login.values_mut() {
             wanted.sort_unstable();
             wanted.dedup();

@@ -11,7 +11,7 @@
 //! the ruleset or a set). Because a load replaces the table in one transaction, a
 //! failure at any point leaves the previous table in place.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use store::{Event, Store};
 use super::ruleset::{
     self, render_changes, render_probe, render_table, Element, Purpose, TableSpec,
 };
-use super::state::{elements_of, in_dynamic_pool, Enforced};
+use super::state::{elements_of, in_dynamic_pool, Enforced, FastMap};
 use super::{NftRunner, NftablesError};
 
 /// Known elements probed per set on each reconcile: enough to notice a flushed set.
@@ -40,7 +40,8 @@ pub async fn load_elements(
 ) -> Result<Enforced, NftablesError> {
     // Same rule as `elements_of`, row by row: no allocation per row beyond the map.
     let opted_out = store.opted_out_open_leases().await?;
-    let mut per_login: HashMap<String, Vec<Element>> = HashMap::with_capacity(opted_out.len());
+    let mut per_login: FastMap<String, Vec<Element>> =
+        FastMap::with_capacity_and_hasher(opted_out.len(), Default::default());
     for h in opted_out {
         if in_dynamic_pool(dynamic_pools, &h.net) {
             let e = Element {
