@@ -356,7 +356,7 @@ impl Server {
     }
 
     async fn handle(&self, req: &Packet, secret: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
-        let reply = match req.code {
+        let mut reply = match req.code {
             Code::AccessRequest => {
                 count(&COUNTERS.access_requests);
                 self.access(req, secret).await
@@ -367,7 +367,6 @@ impl Server {
             }
             _ => None,
         }?;
-        let mut reply = reply;
         // Proxy-State goes back unchanged, in order (RFC 2865 section 5.33).
         reply.attributes.extend(
             req.attributes
