@@ -153,7 +153,7 @@ listen = []
         .expect("portcullis subscriber add");
     assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["--config", path(&config), "serve"])
         .env("PORTCULLIS_LOG", "warn")
         .stderr(log)
@@ -165,6 +165,8 @@ listen = []
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("portcullis did not listen on {port}; see {}", dir.join("serve.log").display());
 }
 

@@ -522,7 +522,8 @@ mod tests {
         );
         assert_eq!(copy_command("INSERT INTO t (a) VALUES", "ON CONFLICT DO NOTHING"), None);
         let mut out = Vec::new();
-        copy_text(&params![1i64, Value::Null, "a\tb\\c\nd"], 3, &mut out);
+        let row: Vec<Value> = params![1i64, Value::Null, "a\tb\\c\nd"];
+        copy_text(&row, 3, &mut out);
         assert_eq!(out, b"1\t\\N\ta\\tb\\\\c\\nd\n");
     }
 
