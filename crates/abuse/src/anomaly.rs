@@ -1,7 +1,7 @@
 //! Submission anomalies: the sign of a stolen password. Per login, a baseline of
 //! messages per hour (an exponentially weighted average of past active hours); a
-//! login sending far above its baseline, or to very many distinct recipients in an
-//! hour, is an [`Anomaly`], which the engine turns into evidence and a suspension.
+//! login sending far above its baseline, to very many distinct recipients in an
+//! hour, or whose mail bounces a lot, is an [`Anomaly`], which the engine turns into evidence and a suspension.
 //!
 //! [`SendingMonitor`] is pure (time is passed in); [`SubmissionWatch`] is the API the
 //! submission server calls once per accepted message. Baselines live in memory: a
@@ -27,6 +27,9 @@ pub struct AnomalyLimits {
     pub factor: f64,
     /// An anomaly above this many distinct recipients in an hour.
     pub distinct_recipients_per_hour: u32,
+    /// An anomaly above this many bounced recipients in an hour (lists of
+    /// harvested addresses bounce a lot).
+    pub bounces_per_hour: u32,
 }
 
 impl Default for AnomalyLimits {
@@ -35,6 +38,7 @@ impl Default for AnomalyLimits {
             hourly_floor: 50,
             factor: 10.0,
             distinct_recipients_per_hour: 300,
+            bounces_per_hour: 50,
         }
     }
 }
@@ -46,6 +50,7 @@ pub struct Anomaly {
     pub hour_start: Timestamp,
     pub messages_this_hour: u32,
     pub distinct_recipients: u32,
+    pub bounces_this_hour: u32,
     /// Messages per active hour, when learned.
     pub baseline: Option<f64>,
     pub reason: String,
@@ -55,6 +60,7 @@ pub struct Anomaly {
 struct LoginState {
     hour: i64,
     messages: u32,
+    bounces: u32,
     recipients: HashSet<u64>,
     baseline: Option<f64>,
     flagged: bool,
@@ -81,8 +87,8 @@ impl SendingMonitor {
         self.logins.get(login).and_then(|s| s.baseline)
     }
 
-    /// Counts one accepted message; an [`Anomaly`] at most once per login and hour.
-    pub fn observe(&mut self, login: &str, recipients: &[&str], at: Timestamp) -> Option<Anomaly> {
+    /// The state of `login`, rolled over to the hour of `at`.
+    fn state(&mut self, login: &str, at: Timestamp) -> &mut LoginState {
         let hour = at.0 - at.0.rem_euclid(3600);
         let s = self.logins.entry(login.to_string()).or_default();
         if s.hour != hour {
@@ -92,9 +98,39 @@ impl SendingMonitor {
             }
             s.hour = hour;
             s.messages = 0;
+            s.bounces = 0;
             s.recipients.clear();
             s.flagged = false;
         }
+        s
+    }
+
+    /// Counts one bounced recipient of a message `login` sent (delivery calls this
+    /// when it generates a DSN); an [`Anomaly`] at most once per login and hour.
+    pub fn observe_bounce(&mut self, login: &str, at: Timestamp) -> Option<Anomaly> {
+        let limit = self.limits.bounces_per_hour;
+        let s = self.state(login, at);
+        s.bounces += 1;
+        if s.flagged || s.bounces <= limit {
+            return None;
+        }
+        s.flagged = true;
+        Some(Anomaly {
+            login: login.to_string(),
+            hour_start: Timestamp(s.hour),
+            messages_this_hour: s.messages,
+            distinct_recipients: s.recipients.len() as u32,
+            bounces_this_hour: s.bounces,
+            baseline: s.baseline,
+            reason: format!("{} bounced recipients this hour", s.bounces),
+        })
+    }
+
+    /// Counts one accepted message; an [`Anomaly`] at most once per login and hour.
+    pub fn observe(&mut self, login: &str, recipients: &[&str], at: Timestamp) -> Option<Anomaly> {
+        let l = self.limits;
+        let s = self.state(login, at);
+        let hour = s.hour;
         s.messages += 1;
         for r in recipients {
             let mut h = DefaultHasher::new();
@@ -104,7 +140,6 @@ impl SendingMonitor {
         if s.flagged {
             return None;
         }
-        let l = &self.limits;
         // Without a baseline yet (a new login, or after a restart) only the
         // distinct-recipients rule applies.
         let baseline = s.baseline.unwrap_or(f64::INFINITY);
@@ -127,6 +162,7 @@ impl SendingMonitor {
             hour_start: Timestamp(hour),
             messages_this_hour: s.messages,
             distinct_recipients: s.recipients.len() as u32,
+            bounces_this_hour: s.bounces,
             baseline: s.baseline,
             reason,
         })
@@ -163,9 +199,35 @@ impl SubmissionWatch {
             Ok(mut m) => m.observe(login, recipients, now),
             Err(_) => return Ok(None),
         };
-        let Some(a) = anomaly else {
-            return Ok(None);
+        match anomaly {
+            Some(a) => self.record(login, a).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts one bounced recipient of `login`'s mail (delivery calls this per DSN
+    /// recipient); many in an hour is an anomaly, handled as in [`Self::accepted`].
+    pub async fn bounced(
+        &self,
+        login: &str,
+    ) -> Result<Option<(Anomaly, Vec<ActionTaken>)>, AbuseError> {
+        let now = self.engine.now();
+        let anomaly = match self.monitor.lock() {
+            Ok(mut m) => m.observe_bounce(login, now),
+            Err(_) => return Ok(None),
         };
+        match anomaly {
+            Some(a) => self.record(login, a).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn record(
+        &self,
+        login: &str,
+        a: Anomaly,
+    ) -> Result<(Anomaly, Vec<ActionTaken>), AbuseError> {
+        let now = self.engine.now();
         tracing::warn!(login, reason = %a.reason, "submission anomaly");
         let evidence = NewEvidence {
             kind: "anomaly".into(),
@@ -183,7 +245,7 @@ impl SubmissionWatch {
             .await?
             .map(|(_, acts)| acts)
             .unwrap_or_default();
-        Ok(Some((a, actions)))
+        Ok((a, actions))
     }
 }
 
@@ -231,6 +293,19 @@ mod tests {
         let a = m.observe("bob", &refs, Timestamp(0)).unwrap();
         assert_eq!(a.distinct_recipients, 301);
         assert!(a.reason.contains("distinct recipients"));
+    }
+
+    #[test]
+    fn many_bounces_is_an_anomaly() {
+        let mut m = SendingMonitor::default();
+        for i in 0..50 {
+            assert!(m.observe_bounce("carl", Timestamp(i)).is_none());
+        }
+        let a = m.observe_bounce("carl", Timestamp(51)).unwrap();
+        assert_eq!(a.bounces_this_hour, 51);
+        assert!(m.observe_bounce("carl", Timestamp(52)).is_none());
+        // A new hour starts from zero.
+        assert!(m.observe_bounce("carl", Timestamp(3600)).is_none());
     }
 
     #[test]
