@@ -173,6 +173,17 @@ struct Engine {
     capacity: Arc<Semaphore>,
     destinations: Mutex<HashMap<String, Arc<Destination>>>,
     stop: watch::Receiver<bool>,
+    outcomes: tokio::sync::mpsc::Sender<Settled>,
+}
+
+/// Outcomes of one job, waiting for the group commit; the permits keep the job
+/// counted in flight until its outcome is durable.
+struct Settled {
+    message_id: String,
+    outcomes: Vec<RecipientOutcome>,
+    _permits: OwnedSemaphorePermit,
+    /// Told when the outcome is written (or failed to be).
+    written: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Starts the delivery node with explicit tunables.
@@ -195,7 +206,9 @@ pub async fn start_with(
         .clone()
         .unwrap_or_else(|| config.submission.hostname.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (outcomes_tx, outcomes_rx) = tokio::sync::mpsc::channel(tunables.max_in_flight.max(1));
     let engine = Arc::new(Engine {
+        outcomes: outcomes_tx,
         capacity: Arc::new(Semaphore::new(tunables.max_in_flight.max(1))),
         config,
         store,
@@ -211,11 +224,59 @@ pub async fn start_with(
     info!(node = %engine.tunables.node_id, dkim = ?engine.dkim, "delivery started");
     let dispatcher = tokio::spawn(dispatch(engine.clone()));
     let sweeper = tokio::spawn(sweep(engine.clone()));
+    let writer = tokio::spawn(write_outcomes(engine.clone(), outcomes_rx));
     Ok(DeliveryNode {
-        handles: vec![dispatcher, sweeper],
+        handles: vec![dispatcher, sweeper, writer],
         stop: stop_tx,
         engine,
     })
+}
+
+/// Writes outcomes in batches: whatever has arrived while the previous transaction
+/// committed goes into the next one.
+async fn write_outcomes(engine: Arc<Engine>, mut rx: tokio::sync::mpsc::Receiver<Settled>) {
+    const MAX_BATCH: usize = 256;
+    let owner = engine.tunables.node_id.clone();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(String, Vec<RecipientOutcome>)> = batch
+            .iter()
+            .map(|s| (s.message_id.clone(), s.outcomes.clone()))
+            .collect();
+        let t = Instant::now();
+        let r = engine.store.record_outcomes_batch(&owner, &items).await;
+        debug!(batch = items.len(), took = ?t.elapsed(), "outcomes written");
+        match r {
+            Ok(()) => {}
+            Err(_) if items.len() > 1 => {
+                // One lost lease (or a bad row) must not sink the others.
+                for (id, outcomes) in &items {
+                    if let Err(e) = engine.store.record_outcomes(&owner, id, outcomes).await {
+                        report_write_error(id, &e);
+                    }
+                }
+            }
+            Err(e) => report_write_error(&items[0].0, &e),
+        }
+        for s in batch {
+            let _ = s.written.send(());
+        }
+    }
+}
+
+fn report_write_error(message_id: &str, e: &store::StoreError) {
+    match e {
+        store::StoreError::Conflict => {
+            warn!(queue_id = %message_id, "lease lost before the outcome was written; another node owns these recipients now")
+        }
+        e => warn!(queue_id = %message_id, "recording the outcome failed: {e}"),
+    }
 }
 
 async fn sweep(engine: Arc<Engine>) {
@@ -494,7 +555,22 @@ async fn process(
         }
     };
     let report = attempt(engine, dest, &job, &body, conn).await;
-    settle(engine, &job, report, &body).await;
+    let outcomes = settle(engine, &job, report, &body).await;
+    let Job {
+        message, _permits, ..
+    } = job;
+    let (written, done) = tokio::sync::oneshot::channel();
+    let settled = Settled {
+        message_id: message.meta.id.clone(),
+        outcomes,
+        _permits,
+        written,
+    };
+    // The lane waits for the commit before its next message, so a crash leaves at
+    // most one delivered-but-unrecorded message per connection; lanes share commits.
+    if engine.outcomes.send(settled).await.is_err() || done.await.is_err() {
+        warn!("outcome writer stopped; the claims will expire and be retried");
+    }
 }
 
 async fn attempt(
@@ -725,7 +801,12 @@ async fn connect(
     }))
 }
 
-async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[u8]) {
+async fn settle(
+    engine: &Arc<Engine>,
+    job: &Job,
+    report: AttemptReport,
+    body: &[u8],
+) -> Vec<RecipientOutcome> {
     let meta = &job.message.meta;
     let now = engine.store.now();
     let mut outcomes = Vec::with_capacity(job.recipients.len());
@@ -849,17 +930,7 @@ async fn settle(engine: &Arc<Engine>, job: &Job, report: AttemptReport, body: &[
             warn!("could not enqueue the delivery report: {e}");
         }
     }
-    match engine
-        .store
-        .record_outcomes(&engine.tunables.node_id, &meta.id, &outcomes)
-        .await
-    {
-        Ok(()) => {}
-        Err(store::StoreError::Conflict) => warn!(
-            "lease lost before the outcome was written; another node owns these recipients now"
-        ),
-        Err(e) => warn!("recording the outcome failed: {e}"),
-    }
+    outcomes
 }
 
 fn outcome(

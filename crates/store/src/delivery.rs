@@ -18,7 +18,7 @@
 use policy::Timestamp;
 use serde::Serialize;
 
-use crate::db::Stmt;
+use crate::db::{bulk_insert, Stmt};
 use crate::error::StoreError;
 use crate::queue::RecipientStatus;
 use crate::{params, Store};
@@ -212,38 +212,49 @@ impl Store {
         message_id: &str,
         outcomes: &[RecipientOutcome],
     ) -> Result<(), StoreError> {
+        self.record_outcomes_batch(owner, &[(message_id.to_string(), outcomes.to_vec())])
+            .await
+    }
+
+    /// [`Store::record_outcomes`] for several messages in one transaction (group
+    /// commit: one fsync for many attempts). All or nothing: one lost lease fails
+    /// the batch with [`StoreError::Conflict`].
+    pub async fn record_outcomes_batch(
+        &self,
+        owner: &str,
+        batch: &[(String, Vec<RecipientOutcome>)],
+    ) -> Result<(), StoreError> {
         let now = self.now();
-        let mut stmts = Vec::with_capacity(outcomes.len() * 2 + 2);
-        for o in outcomes {
-            let (error, host) = match o.status {
-                RecipientStatus::Delivered => (None, o.host.clone()),
-                _ => (Some(o.reply.clone()), o.host.clone()),
-            };
-            stmts.push(
-                Stmt::new(
-                    "UPDATE queue_recipients SET status = $1, attempts = attempts + $2, \
-                     next_attempt = $3, last_error = $4, last_host = $5, delay_warned = $6, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = $7 \
-                     WHERE id = $8 AND lease_owner = $9",
-                    params![
-                        o.status.as_str(),
-                        i64::from(o.attempted),
-                        o.next_attempt.0,
-                        error,
-                        host,
-                        o.delay_warned,
-                        now.0,
-                        o.recipient_id,
-                        owner
-                    ],
-                )
-                .expect(1),
-            );
-            if o.attempted {
-                stmts.push(Stmt::new(
-                    "INSERT INTO delivery_attempts (message_id, recipient_id, rcpt, at, host, reply, outcome, tls, node) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    params![
+        let mut stmts = Vec::new();
+        let mut attempts = Vec::new();
+        for (message_id, outcomes) in batch {
+            for o in outcomes {
+                let error = match o.status {
+                    RecipientStatus::Delivered => None,
+                    _ => Some(o.reply.clone()),
+                };
+                stmts.push(
+                    Stmt::new(
+                        "UPDATE queue_recipients SET status = $1, attempts = attempts + $2, \
+                         next_attempt = $3, last_error = $4, last_host = $5, delay_warned = $6, \
+                         lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+                         WHERE id = $8 AND lease_owner = $9",
+                        params![
+                            o.status.as_str(),
+                            i64::from(o.attempted),
+                            o.next_attempt.0,
+                            error,
+                            o.host.clone(),
+                            o.delay_warned,
+                            now.0,
+                            o.recipient_id,
+                            owner
+                        ],
+                    )
+                    .expect(1),
+                );
+                if o.attempted {
+                    attempts.push(params![
                         message_id,
                         o.recipient_id,
                         &o.address,
@@ -253,11 +264,19 @@ impl Store {
                         o.status.as_str(),
                         o.tls.clone(),
                         owner
-                    ],
-                ));
+                    ]);
+                }
             }
         }
-        stmts.extend(finish_if_done(message_id));
+        stmts.extend(bulk_insert(
+            "INSERT INTO delivery_attempts (message_id, recipient_id, rcpt, at, host, reply, outcome, tls, node) VALUES",
+            "",
+            attempts,
+        ));
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        for chunk in ids.chunks(500) {
+            stmts.extend(finish_if_done(chunk));
+        }
         self.db.tx(stmts, false).await?;
         Ok(())
     }
@@ -397,25 +416,40 @@ impl Store {
     }
 }
 
-/// Statements removing `message_id` (recipients, message, attempts) when nothing of
-/// it is pending any more; they touch nothing otherwise.
-fn finish_if_done(message_id: &str) -> Vec<Stmt> {
-    let none_pending = format!(
-        "NOT EXISTS (SELECT 1 FROM queue_recipients p WHERE p.message_id = $1 AND p.{PENDING})"
-    );
+/// Statements removing those of `message_ids` that have nothing pending any more
+/// (message, recipients by cascade, attempt log); they touch nothing otherwise.
+fn finish_if_done(message_ids: &[String]) -> Vec<Stmt> {
+    let marks = (1..=message_ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = || {
+        message_ids
+            .iter()
+            .map(crate::db::Value::from)
+            .collect::<Vec<_>>()
+    };
     vec![
         Stmt::new(
-            format!("DELETE FROM delivery_attempts WHERE message_id = $1 AND {none_pending}"),
-            params![message_id],
+            format!(
+                "DELETE FROM queue_messages WHERE id IN ({marks}) AND NOT EXISTS \
+                 (SELECT 1 FROM queue_recipients p WHERE p.message_id = queue_messages.id AND p.{PENDING})"
+            ),
+            values(),
         ),
         Stmt::new(
-            format!("DELETE FROM queue_messages WHERE id = $1 AND {none_pending}"),
-            params![message_id],
+            format!(
+                "DELETE FROM queue_recipients WHERE message_id IN ({marks}) AND NOT EXISTS \
+                 (SELECT 1 FROM queue_messages m WHERE m.id = queue_recipients.message_id)"
+            ),
+            values(),
         ),
         Stmt::new(
-            "DELETE FROM queue_recipients WHERE message_id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM queue_messages m WHERE m.id = $1)",
-            params![message_id],
+            format!(
+                "DELETE FROM delivery_attempts WHERE message_id IN ({marks}) AND NOT EXISTS \
+                 (SELECT 1 FROM queue_messages m WHERE m.id = delivery_attempts.message_id)"
+            ),
+            values(),
         ),
     ]
 }
