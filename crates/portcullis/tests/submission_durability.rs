@@ -42,9 +42,13 @@ listen_auth = []
 listen_acct = []
 [portal]
 listen = []
+[delivery]
+# Nothing listens there: delivery defers, so accepted messages stay in the queue.
+smart_host = "127.0.0.1:{relay}"
 "#,
         db = dir.join("p.db").display(),
         data = dir.join("data").display(),
+        relay = free_port(),
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("write config");

@@ -214,50 +214,17 @@ impl Store {
     /// Records a message and its recipients (all `queued`, due now) in one
     /// transaction. When this returns Ok the message is durable.
     pub async fn enqueue(&self, m: &NewQueuedMessage) -> Result<(), StoreError> {
-        if m.id.is_empty() || m.recipients.is_empty() {
-            return Err(StoreError::Invalid(
-                "a queued message needs an id and at least one recipient".into(),
-            ));
-        }
+        self.enqueue_many(std::slice::from_ref(m)).await
+    }
+
+    /// Records several messages in one transaction (group commit: one fsync for all);
+    /// all or none.
+    pub async fn enqueue_many(&self, messages: &[NewQueuedMessage]) -> Result<(), StoreError> {
         let now = self.now();
-        let mut stmts = vec![Stmt::new(
-            format!("INSERT INTO queue_messages ({MESSAGE_COLUMNS}, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
-            params![
-                &m.id,
-                &m.login,
-                &m.mail_from,
-                m.client_ip.clone(),
-                now.0,
-                m.body.len() as i64,
-                m.ret.clone(),
-                m.envid.clone(),
-                m.smtputf8,
-                m.body_type.clone(),
-                m.spool_path.clone(),
-                base64_encode(&m.body),
-            ],
-        )];
-        let rows = m
-            .recipients
-            .iter()
-            .map(|r| {
-                params![
-                    &m.id,
-                    &r.address,
-                    r.notify.clone(),
-                    r.orcpt.clone(),
-                    RecipientStatus::Queued.as_str(),
-                    0i64,
-                    now.0,
-                    now.0
-                ]
-            })
-            .collect();
-        stmts.extend(bulk_insert(
-            "INSERT INTO queue_recipients (message_id, rcpt, notify, orcpt, status, attempts, next_attempt, updated_at) VALUES",
-            "",
-            rows,
-        ));
+        let mut stmts = Vec::with_capacity(messages.len() * 2);
+        for m in messages {
+            stmts.extend(enqueue_stmts(m, now)?);
+        }
         self.db.tx(stmts, false).await?;
         Ok(())
     }
@@ -347,6 +314,54 @@ impl Store {
             None => Ok(0),
         }
     }
+}
+
+/// The statements that record one message and its recipients.
+fn enqueue_stmts(m: &NewQueuedMessage, now: Timestamp) -> Result<Vec<Stmt>, StoreError> {
+    if m.id.is_empty() || m.recipients.is_empty() {
+        return Err(StoreError::Invalid(
+            "a queued message needs an id and at least one recipient".into(),
+        ));
+    }
+    let mut stmts = vec![Stmt::new(
+        format!("INSERT INTO queue_messages ({MESSAGE_COLUMNS}, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+        params![
+        &m.id,
+        &m.login,
+        &m.mail_from,
+        m.client_ip.clone(),
+        now.0,
+        m.body.len() as i64,
+        m.ret.clone(),
+        m.envid.clone(),
+        m.smtputf8,
+        m.body_type.clone(),
+        m.spool_path.clone(),
+        base64_encode(&m.body),
+        ],
+    )];
+    let rows = m
+        .recipients
+        .iter()
+        .map(|r| {
+            params![
+                &m.id,
+                &r.address,
+                r.notify.clone(),
+                r.orcpt.clone(),
+                RecipientStatus::Queued.as_str(),
+                0i64,
+                now.0,
+                now.0
+            ]
+        })
+        .collect();
+    stmts.extend(bulk_insert(
+        "INSERT INTO queue_recipients (message_id, rcpt, notify, orcpt, status, attempts, next_attempt, updated_at) VALUES",
+        "",
+        rows,
+    ));
+    Ok(stmts)
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

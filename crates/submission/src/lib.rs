@@ -10,12 +10,13 @@
 //!   Received, Date and Message-ID headers.
 //! - [`server`] is the tokio layer (listeners, TLS via [`tls`], timeouts, limits);
 //!   [`auth`] checks credentials (store or RADIUS); [`spool`] and `store::queue`
-//!   make a message durable before `250`.
+//!   (through [`committer`], which groups commits) make a message durable before `250`.
 //! - [`metrics`] counts what happens, for `/metrics`.
 //!
 //! Not here: delivery, bounces and DKIM (the `delivery` crate).
 
 pub mod auth;
+pub mod committer;
 pub mod data;
 pub mod error;
 pub mod message;

@@ -81,11 +81,11 @@ pub struct Server {
 struct Shared {
     session: Arc<SessionConfig>,
     tunables: Tunables,
-    store: store::Store,
     tls: TlsSource,
     auth: Authenticator,
     quota: Arc<Quota>,
     spool: Spool,
+    queue: crate::committer::QueueCommitter,
     hostname: String,
     connections: Mutex<HashMap<IpAddr, usize>>,
     total: AtomicUsize,
@@ -132,14 +132,16 @@ pub async fn start_with(
     for addr in &config.submission.listen_tls {
         implicit.push((*addr, bind(*addr)?));
     }
+    let writers = if store.backend() == "postgres" { 4 } else { 1 };
+    let (queue, committers) = crate::committer::QueueCommitter::start(store.clone(), writers);
     let shared = Arc::new(Shared {
         session,
         tunables,
-        store,
         tls,
         auth,
         quota: Arc::new(Quota::new(clock, &config.submission.limits)),
         spool,
+        queue,
         hostname: config.submission.hostname.clone(),
         connections: Mutex::new(HashMap::new()),
         total: AtomicUsize::new(0),
@@ -148,7 +150,7 @@ pub async fn start_with(
     let mut server = Server {
         starttls_addrs: vec![],
         tls_addrs: vec![],
-        tasks: vec![],
+        tasks: committers,
         metrics: metrics(),
     };
     for (listeners, is_implicit) in [(starttls, false), (implicit, true)] {
@@ -515,7 +517,7 @@ impl Shared {
                     .collect(),
                 body: message,
             };
-            if let Err(e) = self.store.enqueue(&record).await {
+            if let Err(e) = self.queue.enqueue(record).await {
                 tracing::error!("cannot record the message in the queue: {e}");
                 self.spool.remove(&id).await;
                 metrics().reject(Rejection::QueueError);

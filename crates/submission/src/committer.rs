@@ -1,0 +1,88 @@
+//! Group commit into the store's queue. Every accepted message must be committed
+//! before its `250`, and on SQLite each commit is an fsync that all writers wait for
+//! in turn. Messages that arrive while a commit is running are committed together in
+//! the next transaction: one fsync for many messages, the latency of one commit each.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+
+/// At most this many messages, or this many body bytes, in one transaction.
+const MAX_BATCH: usize = 64;
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+type Job = (store::NewQueuedMessage, oneshot::Sender<Result<(), String>>);
+
+#[derive(Clone)]
+pub struct QueueCommitter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl QueueCommitter {
+    /// Starts `writers` committing tasks (one suits SQLite's single writer; a few
+    /// suit PostgreSQL's connection pool).
+    pub fn start(store: store::Store, writers: usize) -> (QueueCommitter, Vec<JoinHandle<()>>) {
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks = (0..writers.max(1))
+            .map(|_| tokio::spawn(run(store.clone(), rx.clone())))
+            .collect();
+        (QueueCommitter { jobs: tx }, tasks)
+    }
+
+    /// Returns once the message is committed (or could not be).
+    pub async fn enqueue(&self, message: store::NewQueuedMessage) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((message, tx))
+            .await
+            .map_err(|_| "queue committer stopped".to_string())?;
+        rx.await
+            .map_err(|_| "queue committer stopped".to_string())?
+    }
+}
+
+async fn run(store: store::Store, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let batch = {
+            let mut rx = jobs.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut bytes = first.0.body.len();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        bytes += job.0.body.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match store.enqueue_many(&messages).await {
+            Ok(()) => {
+                for r in replies {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            Err(e) if messages.len() > 1 => {
+                // One bad message must not fail the others: commit them one by one.
+                tracing::warn!(
+                    batch = messages.len(),
+                    "group commit failed ({e}); committing one by one"
+                );
+                for (m, r) in messages.iter().zip(replies) {
+                    let _ = r.send(store.enqueue(m).await.map_err(|e| e.to_string()));
+                }
+            }
+            Err(e) => {
+                for r in replies {
+                    let _ = r.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
