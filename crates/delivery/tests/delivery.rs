@@ -615,3 +615,84 @@ async fn operator_queue_commands() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_warning_is_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Receiver::start(
+        "127.0.0.2",
+        0,
+        Behaviour {
+            rcpt: "451 4.4.5 try later".into(),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let port = remote.addr.port();
+    let home = Receiver::start("127.0.0.3", port, Behaviour::default()).await;
+    let dns = dns_server(vec![
+        ("example.test", Rr::Mx(10, "mx.example.test")),
+        ("mx.example.test", lo(2)),
+        ("isp.test", Rr::Mx(10, "mx.isp.test")),
+        ("mx.isp.test", lo(3)),
+    ])
+    .await;
+    let (store, clock) = fixed_store(dir.path()).await;
+    store
+        .enqueue(&message(
+            "ann@isp.test",
+            &["slow@example.test"],
+            "Subject: slow\r\n\r\nx\r\n",
+        ))
+        .await
+        .unwrap();
+    let mut t = tunables(port);
+    t.delay_warning_after = Some(Duration::from_secs(100));
+    let node = delivery::start_with(Arc::new(config(dns)), store.clone(), t)
+        .await
+        .unwrap();
+    let attempts = || async {
+        let list = delivery::queue_list(&store, 10).await.unwrap();
+        list.iter()
+            .find(|m| m.mail_from == "ann@isp.test")
+            .map_or(0, |m| m.recipients[0].attempts)
+    };
+    assert!(wait_until(20, || async { attempts().await == 1 }).await);
+    assert_eq!(home.count(), 0, "no warning before the threshold");
+    for n in 2..=3 {
+        clock.advance(Duration::from_secs(61));
+        assert!(wait_until(20, || async { attempts().await == n }).await);
+    }
+    assert!(wait_until(10, || async { home.count() == 1 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.kill();
+    assert_eq!(home.count(), 1, "warned once");
+    let text = report_of(&home.received()[0]);
+    assert!(text.contains("Action: delayed\r\nStatus: 4.4.5"), "{text}");
+    assert!(text.contains("Will-Retry-Until:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_host_takes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Receiver::start("127.0.0.1", 0, Behaviour::default()).await;
+    // No records at all: the smart host needs no MX lookup.
+    let dns = dns_server(vec![]).await;
+    let store = sqlite_store(dir.path()).await;
+    store
+        .enqueue(&message(
+            "ann@isp.test",
+            &["a@one.test", "b@two.test"],
+            "Subject: relay\r\n\r\nx\r\n",
+        ))
+        .await
+        .unwrap();
+    let mut cfg = config(dns);
+    cfg.delivery.smart_host = Some(format!("127.0.0.1:{}", relay.addr.port()));
+    let node = start(cfg, &store, 1).await;
+    assert!(wait_until(20, || drained(&store)).await);
+    node.kill();
+    let got = relay.received();
+    assert_eq!(got.len(), 1, "one transaction for both domains");
+    assert_eq!(got[0].rcpts, vec!["a@one.test", "b@two.test"]);
+}
