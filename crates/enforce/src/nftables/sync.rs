@@ -7,8 +7,8 @@
 //! imports (events without a login) and a failed batch cause a full atomic reload,
 //! which also resets what this process believes is in the table. Every
 //! `enforce.reconcile_interval` the table is checked cheaply — the generation marker,
-//! plus a handful of known elements — and reloaded when it drifted (someone flushed
-//! the ruleset or a set). Because a load replaces the table in one transaction, a
+//! plus a few known elements of each small set — and reloaded when it drifted
+//! (someone flushed the ruleset or a set). Because a load replaces the table in one transaction, a
 //! failure at any point leaves the previous table in place.
 
 use std::collections::BTreeSet;
@@ -28,10 +28,11 @@ use super::{NftRunner, NftablesError};
 const PROBES_PER_SET: usize = 4;
 
 /// Sets larger than this are not probed. nft 1.0 reads a whole set to answer one
-/// `get element` (about 2 s for a million elements, measured by `benches/nft.rs`),
-/// and the sync loop would stall that long; the generation marker still catches
-/// the usual drift there (table deleted, ruleset flushed or replaced).
-const PROBE_MAX_SET: usize = 100_000;
+/// `get element` (about 0.5 s for 50,000 elements and 1 s for 100,000 on the
+/// benchmark machine, `benches/nft.rs`), and the sync loop waits meanwhile; the
+/// generation marker still catches the usual drift there (table deleted, ruleset
+/// flushed or replaced).
+const PROBE_MAX_SET: usize = 20_000;
 
 /// Reads every subscriber element from the store (two indexed joins).
 pub async fn load_elements(
