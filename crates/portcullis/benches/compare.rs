@@ -55,6 +55,8 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let root = workspace_root();
     let dir = tempfile::tempdir().expect("tempdir");
+    // Postfix's daemons run as the postfix user and must reach their queue inside.
+    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
     let sink_port = free_port();
     let mut sink = Command::new("smtp-sink")
         .args(["-u", "nobody", "-c", &format!("127.0.0.1:{sink_port}"), "1000"])

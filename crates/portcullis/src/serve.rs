@@ -28,7 +28,20 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
     tasks.extend(enforce::nftables::start(config.clone(), store.clone()).await.map_err(|e| fail("enforce", e))?);
     tasks.extend(enforce::radius_server::start(config.clone(), store.clone()).await.map_err(|e| fail("radius", e))?);
     tasks.extend(enforce::coa::start(config.clone(), store.clone()).await.map_err(|e| fail("coa", e))?);
-    tasks.extend(submission::start(config.clone(), store.clone()).await.map_err(|e| fail("submission", e))?);
+    // Every accepted message feeds the sending-anomaly watch (stolen credentials).
+    let watch = Arc::new(abuse::SubmissionWatch::new(&config, store.clone()));
+    let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
+        let (watch, login, to) = (watch.clone(), login.to_string(), to.to_vec());
+        tokio::spawn(async move {
+            let refs: Vec<&str> = to.iter().map(String::as_str).collect();
+            if let Err(e) = watch.accepted(&login, &refs).await {
+                error!(login = %login, "sending-anomaly watch: {e}");
+            }
+        });
+    }));
+    let tunables = submission::Tunables { on_accept: Some(on_accept), ..Default::default() };
+    let server = submission::start_with(config.clone(), store.clone(), tunables).await.map_err(|e| fail("submission", e.to_string()))?;
+    tasks.extend(server.tasks);
     tasks.extend(delivery::start(config.clone(), store.clone()).await.map_err(|e| fail("delivery", e))?);
     tasks.extend(abuse::start(config.clone(), store.clone()).await.map_err(|e| fail("abuse", e))?);
     tasks.extend(portal::start(config.clone(), store.clone(), metrics_sources()).await.map_err(|e| fail("portal", e))?);

@@ -357,3 +357,37 @@ fn queue_and_dkim_commands() {
     assert!(env.fails(&["dkim", "keygen", "bad domain", "s1"]).contains("bad domain"));
     assert!(env.fails(&["dkim", "keygen", "isp.example", "s2", "--algorithm", "dsa"]).contains("dsa"));
 }
+
+#[test]
+fn serve_suspends_a_login_whose_sending_looks_stolen() {
+    let port = common::free_port();
+    let env = Env::new(&format!(
+        "[submission]\nlisten_starttls = [\"127.0.0.1:{port}\"]\nlisten_tls = []\nsender_policy = \"any\"\n[submission.limits]\nrecipients_per_message = 1000\nrecipients_per_day = 100000\n[delivery]\nsmart_host = \"127.0.0.1:9\"\n"
+    ));
+    env.ok(&["subscriber", "add", "kim", "--password", "kims-password"]);
+    let mut serve = env.serve();
+    // One message to 400 distinct recipients: far beyond any subscriber's own sending.
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=30)
+s.starttls(context=ctx)
+s.login("kim", "kims-password")
+s.sendmail("kim@example.net", ["r%d@example.org" % i for i in range(400)], "Subject: hi\r\n\r\nhello\r\n")
+s.quit()
+"#
+    );
+    let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "smtplib: {}", String::from_utf8_lossy(&out.stderr));
+    let mut suspended = false;
+    for _ in 0..50 {
+        if env.json(&["subscriber", "show", "kim"])["subscriber"]["suspended"] == true {
+            suspended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(suspended, "the anomaly watch suspended kim: {}", serve.log());
+    serve.wait_for("queued", Duration::from_secs(1)).unwrap();
+}

@@ -30,6 +30,7 @@ pub use abuse::{
 };
 pub use db::Value;
 pub use delivery::{ClaimedMessage, ClaimedRecipient, DeliveryAttempt, RecipientOutcome};
+pub use enforcement::{EnforcementState, HeldNet};
 pub use error::StoreError;
 pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};

@@ -24,6 +24,17 @@ use crate::spool::Spool;
 use crate::throttle::{AuthThrottle, Quota};
 use crate::tls::TlsSource;
 
+/// Called after each message is durably queued, with the login and the recipients;
+/// `serve` hangs the abuse crate's sending-anomaly watch here. Must not block.
+#[derive(Clone)]
+pub struct AcceptHook(pub Arc<dyn Fn(&str, &[String]) + Send + Sync>);
+
+impl std::fmt::Debug for AcceptHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptHook")
+    }
+}
+
 /// Limits and timeouts that have no config key (yet); the defaults suit an ISP.
 #[derive(Clone, Debug)]
 pub struct Tunables {
@@ -49,6 +60,7 @@ pub struct Tunables {
     pub parallel_password_checks: usize,
     pub radius_timeout: Duration,
     pub radius_retries: u32,
+    pub on_accept: Option<AcceptHook>,
 }
 
 impl Default for Tunables {
@@ -66,6 +78,7 @@ impl Default for Tunables {
             parallel_password_checks: std::thread::available_parallelism().map_or(2, |n| n.get()),
             radius_timeout: Duration::from_secs(3),
             radius_retries: 2,
+            on_accept: None,
         }
     }
 }
@@ -528,6 +541,10 @@ impl Shared {
             m.bytes_accepted.fetch_add(size, Ordering::Relaxed);
             m.recipients_accepted.fetch_add(rcpts, Ordering::Relaxed);
             tracing::info!(from = %env.mail_from.address, recipients = rcpts, size, "queued");
+            if let Some(hook) = &self.tunables.on_accept {
+                let to: Vec<String> = env.recipients.iter().map(|r| r.address.clone()).collect();
+                (hook.0)(&env.login, &to);
+            }
             Ok(id.clone())
         }
         .instrument(span)
