@@ -53,7 +53,8 @@ pub struct DeliveryTunables {
     pub claim_batch: i64,
     /// Most recipients claimed and not yet settled by this node.
     pub max_in_flight: usize,
-    /// How long a claim holds; another node takes the recipient over after it.
+    /// How long a claim holds without renewal; a live node renews its claims every
+    /// third of it, so only a dead node's claims run out and are taken over.
     pub lease: Duration,
     /// How often an idle dispatcher looks for due recipients.
     pub poll_interval: Duration,
@@ -80,7 +81,7 @@ impl Default for DeliveryTunables {
             helo_name: None,
             claim_batch: 200,
             max_in_flight: 1000,
-            lease: Duration::from_secs(600),
+            lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
             per_destination_connections: 10,
             domain_rate: None,
@@ -225,8 +226,9 @@ pub async fn start_with(
     let dispatcher = tokio::spawn(dispatch(engine.clone()));
     let sweeper = tokio::spawn(sweep(engine.clone()));
     let writer = tokio::spawn(write_outcomes(engine.clone(), outcomes_rx));
+    let renewer = tokio::spawn(renew(engine.clone()));
     Ok(DeliveryNode {
-        handles: vec![dispatcher, sweeper, writer],
+        handles: vec![dispatcher, sweeper, writer, renewer],
         stop: stop_tx,
         engine,
     })
@@ -276,6 +278,26 @@ fn report_write_error(message_id: &str, e: &store::StoreError) {
             warn!(queue_id = %message_id, "lease lost before the outcome was written; another node owns these recipients now")
         }
         e => warn!(queue_id = %message_id, "recording the outcome failed: {e}"),
+    }
+}
+
+/// The heartbeat: extends this node's leases every third of the lease.
+async fn renew(engine: Arc<Engine>) {
+    let mut stop = engine.stop.clone();
+    let every = (engine.tunables.lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let until = engine.store.now().plus(engine.tunables.lease);
+        if let Err(e) = engine
+            .store
+            .renew_claims(&engine.tunables.node_id, until)
+            .await
+        {
+            warn!("renewing claims failed: {e}");
+        }
     }
 }
 

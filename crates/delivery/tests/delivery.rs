@@ -411,7 +411,10 @@ async fn expiry_null_mx_nxdomain_and_smtputf8_bounce() {
     assert!(texts
         .iter()
         .any(|t| t.contains("Status: 5.6.7") && t.contains("SMTPUTF8")));
-    assert_eq!(store.queue_len().await.unwrap(), 1, "the 4xx one waits");
+    assert!(
+        wait_until(10, || async { store.queue_len().await.unwrap() == 1 }).await,
+        "the 4xx one waits"
+    );
     clock.advance(Duration::from_secs(3601));
     assert!(
         wait_until(20, || async { home.count() == 4 }).await,
@@ -695,4 +698,54 @@ async fn smart_host_takes_everything() {
     let got = relay.received();
     assert_eq!(got.len(), 1, "one transaction for both domains");
     assert_eq!(got[0].rcpts, vec!["a@one.test", "b@two.test"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_node_keeps_its_claims_through_a_slow_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(
+        "127.0.0.1",
+        0,
+        Behaviour {
+            hang_at: Some("DATA-END"),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let dns = dns_server(vec![
+        ("example.test", Rr::Mx(10, "mx.example.test")),
+        ("mx.example.test", lo(1)),
+    ])
+    .await;
+    let a = sqlite_store(dir.path()).await;
+    let b = sqlite_store(dir.path()).await;
+    a.enqueue(&message(
+        "ann@isp.test",
+        &["bob@example.test"],
+        "Subject: slow\r\n\r\nx\r\n",
+    ))
+    .await
+    .unwrap();
+    let node = |name: &str| {
+        let mut t = tunables(rx.addr.port());
+        t.node_id = name.into();
+        t.lease = Duration::from_secs(2);
+        t.timeouts = delivery::protocol::Timeouts::all(Duration::from_secs(8));
+        t
+    };
+    let cfg = Arc::new(config(dns));
+    let na = delivery::start_with(cfg.clone(), a.clone(), node("a"))
+        .await
+        .unwrap();
+    assert!(wait_until(10, || async { *rx.connections.lock().unwrap() == 1 }).await);
+    let nb = delivery::start_with(cfg.clone(), b.clone(), node("b"))
+        .await
+        .unwrap();
+    // Three leases long: node a renews, so node b never starts a second delivery.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(*rx.connections.lock().unwrap(), 1);
+    na.kill();
+    // Once a is dead its lease runs out and b takes over.
+    assert!(wait_until(10, || async { *rx.connections.lock().unwrap() == 2 }).await);
+    nb.kill();
 }

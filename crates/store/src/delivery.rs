@@ -281,6 +281,22 @@ impl Store {
         Ok(())
     }
 
+    /// Extends every lease `owner` holds to `lease_until` (a live node's heartbeat,
+    /// so a slow transaction is never taken over); returns how many.
+    pub async fn renew_claims(&self, owner: &str, lease_until: Timestamp) -> Result<u64, StoreError> {
+        let n = self
+            .db
+            .tx(
+                vec![Stmt::new(
+                    "UPDATE queue_recipients SET lease_until = $1 WHERE lease_owner = $2",
+                    params![lease_until.0, owner],
+                )],
+                false,
+            )
+            .await?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
     /// Gives up `owner`'s leases on recipients (a worker shutting down or unable to
     /// try them), leaving them due at their current time.
     pub async fn release_claims(&self, owner: &str, recipient_ids: &[i64]) -> Result<(), StoreError> {
