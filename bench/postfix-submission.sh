@@ -14,7 +14,13 @@ cmd=${1:?start|stop}
 dir=$(realpath -m "${2:?DIR}")
 
 if [[ $cmd == stop ]]; then
+    pid=$(cat "$dir/queue/pid/master.pid" 2>/dev/null || true)
     [[ -f $dir/etc/main.cf ]] && postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
+    # `postfix stop` returns before the master is gone; wait for it.
+    for _ in $(seq 50); do
+        [[ -n ${pid// /} ]] && kill -0 ${pid// /} 2>/dev/null || exit 0
+        sleep 0.1
+    done
     exit 0
 fi
 

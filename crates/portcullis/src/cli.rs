@@ -117,6 +117,18 @@ pub enum SubscriberCmd {
         login: String,
         sender: String,
     },
+    /// Stop LOGIN from sending through submission (e.g. stolen credentials).
+    Suspend {
+        login: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let LOGIN send again.
+    Unsuspend {
+        login: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

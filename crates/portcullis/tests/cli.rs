@@ -390,4 +390,22 @@ s.quit()
     }
     assert!(suspended, "the anomaly watch suspended kim: {}", serve.log());
     serve.wait_for("queued", Duration::from_secs(1)).unwrap();
+    let login = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=30)
+s.starttls(context=ctx)
+try:
+    s.login("kim", "kims-password"); print("ok")
+except smtplib.SMTPAuthenticationError as e:
+    print(e.smtp_code)
+"#
+    );
+    let try_login = || String::from_utf8(std::process::Command::new("python3").args(["-c", &login]).output().unwrap().stdout).unwrap();
+    assert_eq!(try_login().trim(), "535", "a suspended login cannot authenticate");
+    // The operator lifts it.
+    env.ok(&["subscriber", "unsuspend", "kim", "--reason", "customer reset the password"]);
+    assert_eq!(try_login().trim(), "ok");
+    assert!(env.json(&["audit", "kim"]).as_array().unwrap().iter().any(|e| e["reason"] == "customer reset the password"));
 }

@@ -42,6 +42,8 @@ pub async fn run(ctx: &Ctx, cmd: SubscriberCmd) -> Result<(), CliError> {
             println!("{}: plan {}, port 25 {}", s.login, s.plan, s.port25);
             Ok(())
         }
+        SubscriberCmd::Suspend { login, reason } => suspend(ctx, &login, true, &reason).await,
+        SubscriberCmd::Unsuspend { login, reason } => suspend(ctx, &login, false, &reason).await,
         SubscriberCmd::AllowSender { login, sender } => {
             let sender = validate_sender(&sender).map_err(|e| CliError(e.to_string()))?;
             let store = ctx.store().await?;
@@ -57,6 +59,18 @@ pub async fn run(ctx: &Ctx, cmd: SubscriberCmd) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn suspend(ctx: &Ctx, login: &str, on: bool, reason: &str) -> Result<(), CliError> {
+    if reason.trim().is_empty() {
+        return Err(CliError("--reason must say why (it goes into the audit log)".into()));
+    }
+    let store = ctx.store().await?;
+    store.subscriber(login).await?;
+    let changed = store.set_suspended(login, on, &ctx.actor(), reason).await?;
+    let state = if on { "suspended" } else { "allowed to send" };
+    println!("{login}: {}{state}", if changed { "" } else { "was already " });
+    Ok(())
 }
 
 /// A static address given by the operator: well-formed and inside a static pool.
