@@ -56,11 +56,20 @@ fn main() {
     let root = workspace_root();
     // Postfix refuses a queue under /tmp here (it is mounted with restrictions), so
     // /var/tmp; its daemons run as the postfix user and must reach the queue.
-    let dir = tempfile::Builder::new().prefix("portcullis-bench").tempdir_in("/var/tmp").expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("portcullis-bench")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir");
     let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
     let sink_port = free_port();
     let mut sink = Command::new("smtp-sink")
-        .args(["-u", "nobody", "-c", &format!("127.0.0.1:{sink_port}"), "1000"])
+        .args([
+            "-u",
+            "nobody",
+            "-c",
+            &format!("127.0.0.1:{sink_port}"),
+            "1000",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("smtp-sink (Debian package postfix) must be installed");
@@ -68,11 +77,21 @@ fn main() {
     let postfix_dir = dir.path().join("postfix");
     let postfix_port = free_port();
     let ok = Command::new(root.join("bench/postfix-submission.sh"))
-        .args(["start", path(&postfix_dir), &postfix_port.to_string(), &sink_port.to_string(), USER, PASSWORD])
+        .args([
+            "start",
+            path(&postfix_dir),
+            &postfix_port.to_string(),
+            &sink_port.to_string(),
+            USER,
+            PASSWORD,
+        ])
         .status()
         .is_ok_and(|s| s.success());
     // Stops Postfix however this run ends, panics included.
-    let _postfix = StopPostfix(root.join("bench/postfix-submission.sh"), postfix_dir.clone());
+    let _postfix = StopPostfix(
+        root.join("bench/postfix-submission.sh"),
+        postfix_dir.clone(),
+    );
     assert!(ok, "could not start the Postfix peer");
     let master_pid = std::fs::read_to_string(postfix_dir.join("queue/pid/master.pid"))
         .ok()
@@ -81,17 +100,35 @@ fn main() {
 
     let (mut portcullis, portcullis_port) = start_portcullis(dir.path(), sink_port);
     let servers = [
-        Server { name: "portcullis", port: portcullis_port, login: USER.into(), pid: portcullis.id() },
-        Server { name: "postfix", port: postfix_port, login: format!("{USER}@bench.portcullis.test"), pid: master_pid },
+        Server {
+            name: "portcullis",
+            port: portcullis_port,
+            login: USER.into(),
+            pid: portcullis.id(),
+        },
+        Server {
+            name: "postfix",
+            port: postfix_port,
+            login: format!("{USER}@bench.portcullis.test"),
+            pid: master_pid,
+        },
     ];
 
-    let sizes: &[usize] = if quick { &[1024] } else { &[1024, 10 * 1024, 100 * 1024] };
+    let sizes: &[usize] = if quick {
+        &[1024]
+    } else {
+        &[1024, 10 * 1024, 100 * 1024]
+    };
     let concurrency: &[usize] = if quick { &[1, 10] } else { &[1, 10, 100] };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut runs = Vec::new();
     for &size in sizes {
         for &sessions in concurrency {
-            let messages = (if quick { 200 } else { 2000 }).max(sessions * 10) / if size > 50_000 { 2 } else { 1 };
+            let messages = (if quick { 200 } else { 2000 }).max(sessions * 10)
+                / if size > 50_000 { 2 } else { 1 };
             for server in &servers {
                 let before = cpu_ticks(server.pid);
                 let r = runtime.block_on(load(server, size, sessions, messages));
@@ -160,10 +197,22 @@ listen = []
     )
     .expect("write config");
     let add = Command::new(BIN)
-        .args(["--config", path(&config), "subscriber", "add", USER, "--password", PASSWORD])
+        .args([
+            "--config",
+            path(&config),
+            "subscriber",
+            "add",
+            USER,
+            "--password",
+            PASSWORD,
+        ])
         .output()
         .expect("portcullis subscriber add");
-    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
     let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
     let mut child = Command::new(BIN)
         .args(["--config", path(&config), "serve"])
@@ -179,7 +228,10 @@ listen = []
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("portcullis did not listen on {port}; see {}", dir.join("serve.log").display());
+    panic!(
+        "portcullis did not listen on {port}; see {}",
+        dir.join("serve.log").display()
+    );
 }
 
 async fn load(server: &Server, size: usize, sessions: usize, messages: usize) -> Run {
@@ -188,14 +240,19 @@ async fn load(server: &Server, size: usize, sessions: usize, messages: usize) ->
         .dangerous_accept_invalid_hostnames(true)
         .build_rustls()
         .expect("tls parameters");
-    let transport: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(server.port)
-        .tls(Tls::Required(tls))
-        .credentials(Credentials::new(server.login.clone(), PASSWORD.into()))
-        .authentication(vec![Mechanism::Plain])
-        .pool_config(PoolConfig::new().max_size(sessions as u32).min_idle(sessions as u32))
-        .timeout(Some(Duration::from_secs(120)))
-        .build();
+    let transport: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(server.port)
+            .tls(Tls::Required(tls))
+            .credentials(Credentials::new(server.login.clone(), PASSWORD.into()))
+            .authentication(vec![Mechanism::Plain])
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(sessions as u32)
+                    .min_idle(sessions as u32),
+            )
+            .timeout(Some(Duration::from_secs(120)))
+            .build();
     let transport = Arc::new(transport);
     let envelope = Envelope::new(
         Some("bench@portcullis.test".parse().expect("from")),
@@ -244,7 +301,10 @@ async fn load(server: &Server, size: usize, sessions: usize, messages: usize) ->
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     Run {
         server: server.name,
         size,
@@ -260,9 +320,13 @@ async fn load(server: &Server, size: usize, sessions: usize, messages: usize) ->
 }
 
 fn message(size: usize) -> Vec<u8> {
-    let mut m = b"From: bench@portcullis.test\r\nTo: sink@example.org\r\nSubject: benchmark\r\n\r\n".to_vec();
+    let mut m =
+        b"From: bench@portcullis.test\r\nTo: sink@example.org\r\nSubject: benchmark\r\n\r\n"
+            .to_vec();
     while m.len() < size {
-        m.extend_from_slice(b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n");
+        m.extend_from_slice(
+            b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n",
+        );
     }
     m
 }
@@ -272,8 +336,11 @@ fn tree(root: u32) -> Vec<u32> {
     let mut all: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok())) {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
+            {
                 all.push((pid, ppid));
             }
         }
@@ -300,7 +367,11 @@ fn cpu_ticks(root: u32) -> u64 {
     tree(root)
         .into_iter()
         .filter_map(stat_fields)
-        .map(|f| (11..15).filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok())).sum::<u64>())
+        .map(|f| {
+            (11..15)
+                .filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+                .sum::<u64>()
+        })
         .sum()
 }
 
@@ -313,20 +384,46 @@ fn peak_rss_kb(root: u32) -> u64 {
     tree(root)
         .into_iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .sum()
 }
 
 fn report(runs: &[Run], quick: bool) -> String {
     let mut md = String::from("# Benchmarks\n\n");
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
-    let postfix = Command::new("postconf").arg("-h").arg("mail_version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    let _ = writeln!(md, "Machine: {} cores, {cpu}. Postfix {postfix}. Made by `bench/run.sh`{}.\n", std::thread::available_parallelism().map_or(0, |n| n.get()), if quick { " --quick" } else { "" });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let postfix = Command::new("postconf")
+        .arg("-h")
+        .arg("mail_version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "Machine: {} cores, {cpu}. Postfix {postfix}. Made by `bench/run.sh`{}.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if quick { " --quick" } else { "" }
+    );
     md.push_str("## Submission: STARTTLS + AUTH PLAIN, relayed to smtp-sink\n\n");
     md.push_str("Same client (lettre, a pool of N sessions that authenticate once), same machine, same run. CPU is the server's whole process tree.\n\n");
     md.push_str("| size | sessions | portcullis msg/s | Postfix msg/s | ratio | p50 ms (pc / pf) | p99 ms (pc / pf) | CPU s per 1000 (pc / pf) | peak MB (pc / pf) |\n|---|---|---|---|---|---|---|---|---|\n");
     for pc in runs.iter().filter(|r| r.server == "portcullis") {
-        let Some(pf) = runs.iter().find(|r| r.server == "postfix" && r.size == pc.size && r.sessions == pc.sessions) else { continue };
+        let Some(pf) = runs
+            .iter()
+            .find(|r| r.server == "postfix" && r.size == pc.size && r.sessions == pc.sessions)
+        else {
+            continue;
+        };
         let _ = writeln!(
             md,
             "| {} KB | {} | {:.0} | {:.0} | **{:.2}** | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.0} / {:.0} |",
@@ -347,16 +444,38 @@ fn plot(runs: &[Run]) -> String {
         l.dedup();
         l
     };
-    let x = |s: usize| left + (levels.iter().position(|&l| l == s).unwrap_or(0) as f64 + 0.5) * (w - left - 20.0) / levels.len().max(1) as f64;
+    let x = |s: usize| {
+        left + (levels.iter().position(|&l| l == s).unwrap_or(0) as f64 + 0.5) * (w - left - 20.0)
+            / levels.len().max(1) as f64
+    };
     let y = |v: f64| h - bottom - v / max * (h - bottom - 20.0);
-    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#);
-    let _ = write!(svg, r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="20" x2="{left}" y2="{}" stroke="black"/>"#, h - bottom, w - 20.0, h - bottom, h - bottom);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    let _ = write!(
+        svg,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="20" x2="{left}" y2="{}" stroke="black"/>"#,
+        h - bottom,
+        w - 20.0,
+        h - bottom,
+        h - bottom
+    );
     for &l in &levels {
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{l} sessions</text>"#, x(l), h - bottom + 16.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{l} sessions</text>"#,
+            x(l),
+            h - bottom + 16.0
+        );
     }
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="end">{v:.0}</text>"#, left - 4.0, y(v) + 4.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{v:.0}</text>"#,
+            left - 4.0,
+            y(v) + 4.0
+        );
     }
     let mut sizes: Vec<usize> = runs.iter().map(|r| r.size).collect();
     sizes.sort();
@@ -364,10 +483,28 @@ fn plot(runs: &[Run]) -> String {
     let mut legend = 0;
     for server in ["portcullis", "postfix"] {
         for (k, &size) in sizes.iter().enumerate() {
-            let points: Vec<String> = runs.iter().filter(|r| r.server == server && r.size == size).map(|r| format!("{:.1},{:.1}", x(r.sessions), y(r.per_sec))).collect();
-            let color = if server == "portcullis" { ["#1f77b4", "#2ca02c", "#17becf"][k % 3] } else { ["#d62728", "#ff7f0e", "#9467bd"][k % 3] };
-            let _ = write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, points.join(" "));
-            let _ = write!(svg, r#"<text x="{}" y="{}" fill="{color}">{server} {} KB</text>"#, left + 10.0, 32.0 + 13.0 * legend as f64, size / 1024);
+            let points: Vec<String> = runs
+                .iter()
+                .filter(|r| r.server == server && r.size == size)
+                .map(|r| format!("{:.1},{:.1}", x(r.sessions), y(r.per_sec)))
+                .collect();
+            let color = if server == "portcullis" {
+                ["#1f77b4", "#2ca02c", "#17becf"][k % 3]
+            } else {
+                ["#d62728", "#ff7f0e", "#9467bd"][k % 3]
+            };
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                points.join(" ")
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{}" y="{}" fill="{color}">{server} {} KB</text>"#,
+                left + 10.0,
+                32.0 + 13.0 * legend as f64,
+                size / 1024
+            );
             legend += 1;
         }
     }
@@ -376,7 +513,10 @@ fn plot(runs: &[Run]) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn path(p: &Path) -> &str {
@@ -384,5 +524,8 @@ fn path(p: &Path) -> &str {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }

@@ -10,7 +10,10 @@ use std::time::Instant;
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 fn main() {
-    let rows: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("subscribers.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).expect("create csv"));
@@ -39,8 +42,17 @@ fn main() {
         std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).expect("write config");
         let run = |args: &[&str]| {
             let t = Instant::now();
-            let out = Command::new(BIN).arg("--config").arg(&config).args(args).output().expect("run portcullis");
-            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new(BIN)
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .output()
+                .expect("run portcullis");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             t.elapsed()
         };
         let import = run(&["subscriber", "import", csv.to_str().unwrap_or_default()]);
@@ -62,8 +74,21 @@ fn main() {
 
 fn psql(sql: &str) {
     let ok = Command::new("psql")
-        .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &format!("SET client_min_messages = warning; {sql}")])
+        .args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-c",
+            &format!("SET client_min_messages = warning; {sql}"),
+        ])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "psql {sql} failed (is PostgreSQL up on 127.0.0.1:5432?)");
+    assert!(
+        ok,
+        "psql {sql} failed (is PostgreSQL up on 127.0.0.1:5432?)"
+    );
 }

@@ -207,9 +207,13 @@ pub enum OperatorCmd {
     },
     List,
     /// Remove an operator with its API tokens and sessions.
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
     /// Print a new API token (alone on stdout) for `Authorization: Bearer TOKEN`.
-    Token { name: String },
+    Token {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -25,9 +25,21 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
 
     let mut tasks = Vec::new();
     let fail = |component: &str, e: String| CliError(format!("{component}: {e}"));
-    tasks.extend(enforce::nftables::start(config.clone(), store.clone()).await.map_err(|e| fail("enforce", e))?);
-    tasks.extend(enforce::radius_server::start(config.clone(), store.clone()).await.map_err(|e| fail("radius", e))?);
-    tasks.extend(enforce::coa::start(config.clone(), store.clone()).await.map_err(|e| fail("coa", e))?);
+    tasks.extend(
+        enforce::nftables::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("enforce", e))?,
+    );
+    tasks.extend(
+        enforce::radius_server::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("radius", e))?,
+    );
+    tasks.extend(
+        enforce::coa::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("coa", e))?,
+    );
     // Every accepted message feeds the sending-anomaly watch (stolen credentials).
     let watch = Arc::new(abuse::SubmissionWatch::new(&config, store.clone()));
     let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
@@ -39,12 +51,29 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             }
         });
     }));
-    let tunables = submission::Tunables { on_accept: Some(on_accept), ..Default::default() };
-    let server = submission::start_with(config.clone(), store.clone(), tunables).await.map_err(|e| fail("submission", e.to_string()))?;
+    let tunables = submission::Tunables {
+        on_accept: Some(on_accept),
+        ..Default::default()
+    };
+    let server = submission::start_with(config.clone(), store.clone(), tunables)
+        .await
+        .map_err(|e| fail("submission", e.to_string()))?;
     tasks.extend(server.tasks);
-    tasks.extend(delivery::start(config.clone(), store.clone()).await.map_err(|e| fail("delivery", e))?);
-    tasks.extend(abuse::start(config.clone(), store.clone()).await.map_err(|e| fail("abuse", e))?);
-    tasks.extend(portal::start(config.clone(), store.clone(), metrics_sources()).await.map_err(|e| fail("portal", e))?);
+    tasks.extend(
+        delivery::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("delivery", e))?,
+    );
+    tasks.extend(
+        abuse::start(config.clone(), store.clone())
+            .await
+            .map_err(|e| fail("abuse", e))?,
+    );
+    tasks.extend(
+        portal::start(config.clone(), store.clone(), metrics_sources())
+            .await
+            .map_err(|e| fail("portal", e))?,
+    );
 
     let cursor = store.last_event_id().await?;
     let mut follower = store.follow(cursor);
@@ -87,7 +116,9 @@ fn metrics_sources() -> Vec<portal::MetricsSource> {
     let radius: portal::MetricsSource = Arc::new(|| {
         let mut out = String::from("# TYPE portcullis_radius_packets_total counter\n");
         for (name, value) in enforce::radius_server::COUNTERS.snapshot() {
-            out.push_str(&format!("portcullis_radius_packets_total{{kind=\"{name}\"}} {value}\n"));
+            out.push_str(&format!(
+                "portcullis_radius_packets_total{{kind=\"{name}\"}} {value}\n"
+            ));
         }
         out
     });

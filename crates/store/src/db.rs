@@ -162,7 +162,11 @@ pub fn bulk_insert(prefix: &str, suffix: &str, rows: Vec<Vec<Value>>) -> Vec<Stm
 
 /// `INSERT INTO t (a, b) VALUES` with no suffix → `COPY t (a, b) FROM STDIN`.
 fn copy_command(prefix: &str, suffix: &str) -> Option<String> {
-    let target = prefix.trim().strip_prefix("INSERT INTO ")?.strip_suffix("VALUES")?.trim();
+    let target = prefix
+        .trim()
+        .strip_prefix("INSERT INTO ")?
+        .strip_suffix("VALUES")?
+        .trim();
     (suffix.trim().is_empty() && target.ends_with(')')).then(|| format!("COPY {target} FROM STDIN"))
 }
 
@@ -520,7 +524,10 @@ mod tests {
             copy_command("INSERT INTO t (a, b) VALUES", "").as_deref(),
             Some("COPY t (a, b) FROM STDIN")
         );
-        assert_eq!(copy_command("INSERT INTO t (a) VALUES", "ON CONFLICT DO NOTHING"), None);
+        assert_eq!(
+            copy_command("INSERT INTO t (a) VALUES", "ON CONFLICT DO NOTHING"),
+            None
+        );
         let mut out = Vec::new();
         let row: Vec<Value> = params![1i64, Value::Null, "a\tb\\c\nd"];
         copy_text(&row, 3, &mut out);

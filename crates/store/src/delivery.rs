@@ -171,7 +171,13 @@ impl Store {
             );
             let rows = self
                 .db
-                .query(&sql, chunk.iter().map(|(m, _)| crate::db::Value::from(m)).collect())
+                .query(
+                    &sql,
+                    chunk
+                        .iter()
+                        .map(|(m, _)| crate::db::Value::from(m))
+                        .collect(),
+                )
                 .await?;
             let mut found = std::collections::HashMap::new();
             for r in rows {
@@ -283,7 +289,11 @@ impl Store {
 
     /// Extends every lease `owner` holds to `lease_until` (a live node's heartbeat,
     /// so a slow transaction is never taken over); returns how many.
-    pub async fn renew_claims(&self, owner: &str, lease_until: Timestamp) -> Result<u64, StoreError> {
+    pub async fn renew_claims(
+        &self,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<u64, StoreError> {
         let n = self
             .db
             .tx(
@@ -299,7 +309,11 @@ impl Store {
 
     /// Gives up `owner`'s leases on recipients (a worker shutting down or unable to
     /// try them), leaving them due at their current time.
-    pub async fn release_claims(&self, owner: &str, recipient_ids: &[i64]) -> Result<(), StoreError> {
+    pub async fn release_claims(
+        &self,
+        owner: &str,
+        recipient_ids: &[i64],
+    ) -> Result<(), StoreError> {
         let stmts = recipient_ids
             .iter()
             .map(|id| {
@@ -314,7 +328,10 @@ impl Store {
     }
 
     /// Every attempt recorded for a queued message, oldest first.
-    pub async fn delivery_attempts(&self, message_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
+    pub async fn delivery_attempts(
+        &self,
+        message_id: &str,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
         let rows = self
             .db
             .query(
@@ -380,9 +397,18 @@ impl Store {
             .db
             .tx(
                 vec![
-                    Stmt::new("DELETE FROM queue_recipients WHERE message_id = $1", params![message_id]),
-                    Stmt::new("DELETE FROM queue_messages WHERE id = $1", params![message_id]),
-                    Stmt::new("DELETE FROM delivery_attempts WHERE message_id = $1", params![message_id]),
+                    Stmt::new(
+                        "DELETE FROM queue_recipients WHERE message_id = $1",
+                        params![message_id],
+                    ),
+                    Stmt::new(
+                        "DELETE FROM queue_messages WHERE id = $1",
+                        params![message_id],
+                    ),
+                    Stmt::new(
+                        "DELETE FROM delivery_attempts WHERE message_id = $1",
+                        params![message_id],
+                    ),
                 ],
                 false,
             )
@@ -423,7 +449,10 @@ impl Store {
     pub async fn pending_recipients(&self) -> Result<i64, StoreError> {
         match self
             .db
-            .query_one(&format!("SELECT COUNT(*) FROM queue_recipients WHERE {PENDING}"), vec![])
+            .query_one(
+                &format!("SELECT COUNT(*) FROM queue_recipients WHERE {PENDING}"),
+                vec![],
+            )
             .await?
         {
             Some(r) => r.int(0),

@@ -25,9 +25,7 @@ use std::sync::Arc;
 
 use policy::{Clock, SystemClock, Timestamp};
 
-pub use abuse::{
-    AbuseCase, DnsblState, EvidenceRecord, NewEvidence, NewNotice, NoticeRecord,
-};
+pub use abuse::{AbuseCase, DnsblState, EvidenceRecord, NewEvidence, NewNotice, NoticeRecord};
 pub use db::Value;
 pub use delivery::{ClaimedMessage, ClaimedRecipient, DeliveryAttempt, RecipientOutcome};
 pub use enforcement::{EnforcementState, HeldNet};
@@ -35,11 +33,14 @@ pub use error::StoreError;
 pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};
 pub use migrations::LATEST as SCHEMA_VERSION;
-pub use queue::{new_queue_id, NewQueuedMessage, NewQueuedRecipient, QueuedMessage, QueuedRecipient, RecipientStatus};
-pub use sessions::{LiveSession, RadiusProfile, SessionReport};
 pub use portal::{
     Operator, OperatorRole, Port25Change, SessionKind, StaticRequest, SupportRequest, WebSession,
 };
+pub use queue::{
+    new_queue_id, NewQueuedMessage, NewQueuedRecipient, QueuedMessage, QueuedRecipient,
+    RecipientStatus,
+};
+pub use sessions::{LiveSession, RadiusProfile, SessionReport};
 pub use subscribers::{NewSubscriber, OptoutRequest};
 
 use db::Db;

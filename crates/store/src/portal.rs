@@ -98,7 +98,9 @@ impl FromStr for OperatorRole {
             .into_iter()
             .find(|r| r.as_str() == s.trim())
             .ok_or_else(|| {
-                StoreError::Invalid(format!("role '{s}' is invalid: use support, abuse or admin"))
+                StoreError::Invalid(format!(
+                    "role '{s}' is invalid: use support, abuse or admin"
+                ))
             })
     }
 }
@@ -179,8 +181,7 @@ pub struct Port25Change {
 
 const STATIC_COLUMNS: &str =
     "id, login, requested_at, note, status, decided_at, decided_by, decision_reason, assigned";
-const SUPPORT_COLUMNS: &str =
-    "id, login, created_at, subject, body, status, closed_at, closed_by";
+const SUPPORT_COLUMNS: &str = "id, login, created_at, subject, body, status, closed_at, closed_by";
 
 fn parse_static(r: &Row) -> Result<StaticRequest, StoreError> {
     Ok(StaticRequest {
@@ -755,12 +756,7 @@ impl Store {
         let have = self.count_by_state().await?;
         Ok(Port25State::ALL
             .into_iter()
-            .map(|s| {
-                (
-                    s,
-                    have.iter().find(|(h, _)| *h == s).map_or(0, |(_, n)| *n),
-                )
-            })
+            .map(|s| (s, have.iter().find(|(h, _)| *h == s).map_or(0, |(_, n)| *n)))
             .collect())
     }
 }

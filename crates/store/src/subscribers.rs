@@ -511,15 +511,16 @@ impl Store {
                     )
                     .await?
             }
-            None => self
-                .db
-                .query(
-                    &format!(
+            None => {
+                self.db
+                    .query(
+                        &format!(
                         "SELECT {cols} FROM optout_requests WHERE status = 'pending' ORDER BY id"
                     ),
-                    vec![],
-                )
-                .await?,
+                        vec![],
+                    )
+                    .await?
+            }
         };
         rows.iter()
             .map(|r| {

@@ -406,7 +406,10 @@ async fn bulk_import_is_all_or_nothing(env: Env) {
     rows[8].email = None;
     assert_eq!(st.import_subscribers(&rows, &op()).await.unwrap(), 3000);
     let odd = st.subscriber("v00007").await.unwrap();
-    assert_eq!(odd.display_name, rows[7].display_name, "text survives the bulk path byte for byte");
+    assert_eq!(
+        odd.display_name, rows[7].display_name,
+        "text survives the bulk path byte for byte"
+    );
     assert_eq!(st.subscriber("v00008").await.unwrap().email, None);
     assert_eq!(st.audit(Some("v02999"), 10).await.unwrap().len(), 1);
     let counts = st.count_by_state().await.unwrap();

@@ -27,7 +27,10 @@ use crate::tls::TlsSource;
 /// Called after each message is durably queued, with the login and the recipients;
 /// `serve` hangs the abuse crate's sending-anomaly watch here. Must not block.
 #[derive(Clone)]
-pub struct AcceptHook(pub Arc<dyn Fn(&str, &[String]) + Send + Sync>);
+pub struct AcceptHook(pub Arc<AcceptFn>);
+
+/// The hook's signature: login, recipient addresses.
+pub type AcceptFn = dyn Fn(&str, &[String]) + Send + Sync;
 
 impl std::fmt::Debug for AcceptHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

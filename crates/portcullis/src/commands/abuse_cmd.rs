@@ -8,7 +8,9 @@ pub async fn run(ctx: &Ctx, cmd: AbuseCmd) -> Result<(), CliError> {
     let store = ctx.store().await?;
     match cmd {
         AbuseCmd::Ingest { path } => {
-            let report = abuse::ingest_path(&ctx.config, &store, &path).await.map_err(|e| CliError(e.to_string()))?;
+            let report = abuse::ingest_path(&ctx.config, &store, &path)
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
             if ctx.json {
                 return output::json(&report);
             }
@@ -23,23 +25,32 @@ pub async fn run(ctx: &Ctx, cmd: AbuseCmd) -> Result<(), CliError> {
                 };
                 println!("{}: {what}", item.source);
             }
-            println!("{} recorded, {} duplicates, {} refused", report.recorded, report.duplicates, report.refused);
+            println!(
+                "{} recorded, {} duplicates, {} refused",
+                report.recorded, report.duplicates, report.refused
+            );
             if report.recorded + report.duplicates == 0 && report.refused > 0 {
-                return Err(CliError(format!("nothing ingested from {}: every message was refused", path.display())));
+                return Err(CliError(format!(
+                    "nothing ingested from {}: every message was refused",
+                    path.display()
+                )));
             }
         }
         AbuseCmd::Cases { login } => {
             if let Some(l) = &login {
                 store.subscriber(l).await?;
             }
-            let cases = abuse::cases(&store, login.as_deref()).await.map_err(|e| CliError(e.to_string()))?;
+            let cases = abuse::cases(&store, login.as_deref())
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
             if ctx.json {
                 return output::json(&cases);
             }
             let rows: Vec<Vec<String>> = cases
                 .iter()
                 .map(|c| {
-                    let kinds: Vec<String> = c.by_kind.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+                    let kinds: Vec<String> =
+                        c.by_kind.iter().map(|(k, n)| format!("{k}:{n}")).collect();
                     vec![
                         c.id.to_string(),
                         c.login.clone(),
@@ -50,7 +61,10 @@ pub async fn run(ctx: &Ctx, cmd: AbuseCmd) -> Result<(), CliError> {
                     ]
                 })
                 .collect();
-            output::table(&["CASE", "LOGIN", "STATUS", "EVIDENCE", "OPENED", "UPDATED"], &rows);
+            output::table(
+                &["CASE", "LOGIN", "STATUS", "EVIDENCE", "OPENED", "UPDATED"],
+                &rows,
+            );
         }
     }
     Ok(())
@@ -68,7 +82,11 @@ fn describe(v: &serde_json::Value) -> String {
                 _ => "unattributed".into(),
             };
             let actions = v["actions"].as_array().map_or(0, Vec::len);
-            format!("{} from {} {who}; {actions} action(s)", s("feedback_type"), s("source_ip"))
+            format!(
+                "{} from {} {who}; {actions} action(s)",
+                s("feedback_type"),
+                s("source_ip")
+            )
         }
     }
 }

@@ -16,7 +16,11 @@ pub struct CsvRow {
 impl CsvRow {
     /// The trimmed field, empty when the column is absent.
     pub fn get(&self, name: &str) -> &str {
-        self.header.iter().position(|h| h == name).and_then(|i| self.record.get(i)).map_or("", str::trim)
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .and_then(|i| self.record.get(i))
+            .map_or("", str::trim)
     }
 }
 
@@ -28,12 +32,14 @@ pub fn read(path: &Path, required: &[&str], optional: &[&str]) -> Result<Vec<Csv
         .flexible(false)
         .from_path(path)
         .map_err(|e| CliError(format!("cannot read {name}: {}", io_reason(&e))))?;
-    let header: Arc<Vec<String>> = Arc::new(reader
-        .headers()
-        .map_err(|e| CliError(format!("{name} line 1: {}", io_reason(&e))))?
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect());
+    let header: Arc<Vec<String>> = Arc::new(
+        reader
+            .headers()
+            .map_err(|e| CliError(format!("{name} line 1: {}", io_reason(&e))))?
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
+    );
     for want in required {
         if !header.iter().any(|h| h == want) {
             return Err(CliError(format!(
@@ -58,7 +64,11 @@ pub fn read(path: &Path, required: &[&str], optional: &[&str]) -> Result<Vec<Csv
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        rows.push(CsvRow { line, header: header.clone(), record });
+        rows.push(CsvRow {
+            line,
+            header: header.clone(),
+            record,
+        });
     }
     Ok(rows)
 }

@@ -63,13 +63,18 @@ pub async fn run(ctx: &Ctx, cmd: SubscriberCmd) -> Result<(), CliError> {
 
 async fn suspend(ctx: &Ctx, login: &str, on: bool, reason: &str) -> Result<(), CliError> {
     if reason.trim().is_empty() {
-        return Err(CliError("--reason must say why (it goes into the audit log)".into()));
+        return Err(CliError(
+            "--reason must say why (it goes into the audit log)".into(),
+        ));
     }
     let store = ctx.store().await?;
     store.subscriber(login).await?;
     let changed = store.set_suspended(login, on, &ctx.actor(), reason).await?;
     let state = if on { "suspended" } else { "allowed to send" };
-    println!("{login}: {}{state}", if changed { "" } else { "was already " });
+    println!(
+        "{login}: {}{state}",
+        if changed { "" } else { "was already " }
+    );
     Ok(())
 }
 
@@ -325,7 +330,13 @@ async fn show(ctx: &Ctx, login: &str) -> Result<(), CliError> {
         println!("abuse cases:");
         for c in &cases {
             let kinds: Vec<String> = c.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            println!("  #{}  {}  opened {}  {}", c.id, c.status, c.opened_at, kinds.join(", "));
+            println!(
+                "  #{}  {}  opened {}  {}",
+                c.id,
+                c.status,
+                c.opened_at,
+                kinds.join(", ")
+            );
         }
     }
     Ok(())

@@ -15,12 +15,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// A UDP loopback port that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("bind udp")
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind udp")
 }
 
 pub struct Env {
@@ -49,7 +55,9 @@ impl Env {
 
     pub fn with_store(url: Option<&str>, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = url.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}", dir.path().join("p.db").display()));
+        let url = url
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("p.db").display()));
         let text = format!(
             "[store]\nurl = \"{url}\"\ndata_dir = \"{}\"\n{}\n",
             dir.path().join("data").display(),
@@ -72,7 +80,9 @@ impl Env {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--config").arg(&self.config).current_dir(self.dir.path());
+        c.arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path());
         c.env_remove("PORTCULLIS_CONFIG");
         c
     }
@@ -82,22 +92,42 @@ impl Env {
     }
 
     pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self.cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("wait")
     }
 
     /// Runs and expects success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "portcullis {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "portcullis {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs and expects failure with exactly one line on stderr; returns that line.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "portcullis {args:?} should fail, printed {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "portcullis {args:?} should fail, printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         one_line(&out)
     }
 
@@ -114,7 +144,11 @@ impl Env {
 
 pub fn one_line(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line on stderr, got {err:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line on stderr, got {err:?}"
+    );
     err.trim_end().to_string()
 }
 
@@ -154,7 +188,12 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(mut cmd: Command) -> Serve {
-        let mut child = cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn serve");
+        let mut child = cmd
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
@@ -184,7 +223,10 @@ impl Serve {
                 return Ok(start.elapsed());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("serve exited ({status}) before logging {needle:?}: {}", self.log()));
+                return Err(format!(
+                    "serve exited ({status}) before logging {needle:?}: {}",
+                    self.log()
+                ));
             }
             if start.elapsed() > timeout {
                 return Err(format!("no {needle:?} after {timeout:?}: {}", self.log()));
@@ -194,7 +236,10 @@ impl Serve {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 }
 
