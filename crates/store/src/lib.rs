@@ -20,6 +20,7 @@ mod portal;
 mod queue;
 mod sessions;
 mod subscribers;
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use policy::{Actor, FixedClock, IpNet, LeaseSource, Plan, Port25Action, Timestamp};
@@ -34,30 +33,9 @@ pub async fn sqlite() -> Env {
 }
 
 pub async fn postgres() -> Env {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let schema = format!(
-        "abuse_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let (client, conn) = tokio_postgres::connect(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test",
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("PostgreSQL on 127.0.0.1:5432");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
+    let url = store::testing::fresh_postgres_schema("abuse")
         .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
+        .expect("PostgreSQL on 127.0.0.1:5432");
     let clock = FixedClock::at(Timestamp(T0));
     let store = Store::open_with_clock(&url, Arc::new(clock.clone()))
         .await

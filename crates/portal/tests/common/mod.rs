@@ -47,30 +47,9 @@ pub enum Backend {
 }
 
 async fn postgres_url() -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let schema = format!(
-        "portal_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let (client, conn) = tokio_postgres::connect(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test",
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
+    store::testing::fresh_postgres_schema("portal")
         .await
-        .expect("schema created");
-    format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
+        .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)")
 }
 
 /// Defines `mod $name { sqlite, postgres }`, both running `$name(backend)`.
