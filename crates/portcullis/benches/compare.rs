@@ -438,8 +438,18 @@ fn report(runs: &[Run], quick: bool) -> String {
         );
     }
     md.push_str("\n![throughput against concurrency](bench/submission-throughput.svg)\n");
+    md.push_str(NOTES);
     md
 }
+
+const NOTES: &str = "
+Notes: one run per cell (not yet medians over repeats). Peak MB is the sum of VmHWM
+over the server's processes since it started: portcullis is one process, so its figure
+only grows across the table; Postfix runs a process per session, and shared pages count
+once per process, so its sum overstates what it really holds. Both servers durably
+accept (Postfix: queue file fsync; portcullis: spool fsync and a store commit) and relay
+to the same smtp-sink while the load runs.
+";
 
 /// Messages/s against concurrency, one line per server and size, as SVG.
 fn plot(runs: &[Run]) -> String {
