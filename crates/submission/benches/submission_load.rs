@@ -8,7 +8,7 @@
 //! The server runs in a child process (this binary re-executed with
 //! `SUBMISSION_BENCH_SERVE` set) on a temporary SQLite store and data directory, so
 //! its memory is measured alone. Then:
-//! 1. N concurrent STARTTLS+AUTH PLAIN sessions (a lettre pool of N) send M messages
+//! 1. N concurrent STARTTLS+AUTH PLAIN sessions (lettre over TCP_NODELAY) send M messages
 //!    of BYTES each, every one durably accepted (spool fsync + store commit);
 //!    prints messages/s and p50/p99 latency of a whole MAIL..DATA transaction.
 //! 2. K idle sessions (plaintext after EHLO, then TLS after STARTTLS+EHLO) and the
@@ -23,9 +23,8 @@ use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SERVE_ENV: &str = "SUBMISSION_BENCH_SERVE";
@@ -129,57 +128,59 @@ fn raw_message(size: usize) -> Vec<u8> {
     m
 }
 
+/// One session over TCP with NODELAY: lettre's own transport leaves Nagle on, so the
+/// final "." of every message would wait ~40 ms for the server's delayed ACK.
+async fn session(port: u16, tls: &TlsParameters) -> AsyncSmtpConnection {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let hello = ClientId::Domain("bench.client".into());
+    let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+        .await
+        .expect("EHLO");
+    conn.starttls(tls.clone(), &hello).await.expect("STARTTLS");
+    conn.auth(
+        &[Mechanism::Plain],
+        &Credentials::new("bench".into(), "pw".into()),
+    )
+    .await
+    .expect("AUTH");
+    conn
+}
+
 async fn load(port: u16, a: &Args) {
     let tls = TlsParameters::builder("localhost".into())
         .dangerous_accept_invalid_certs(true)
         .build_rustls()
         .expect("tls params");
-    let transport: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-            .port(port)
-            .tls(Tls::Required(tls))
-            .credentials(Credentials::new("bench".into(), "pw".into()))
-            .authentication(vec![Mechanism::Plain])
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(a.sessions as u32)
-                    .min_idle(a.sessions as u32),
-            )
-            .timeout(Some(Duration::from_secs(60)))
-            .build();
-    let transport = Arc::new(transport);
     let envelope = Envelope::new(
         Some("bench@example.net".parse().expect("from")),
         vec!["sink@example.org".parse().expect("to")],
     )
     .expect("envelope");
     let body = Arc::new(raw_message(a.size));
-    // Warm the pool: every session does STARTTLS and AUTH once.
-    let mut warm = Vec::new();
+    // Every session does STARTTLS and AUTH once before the clock starts.
+    let mut conns = Vec::with_capacity(a.sessions);
     for _ in 0..a.sessions {
-        let (t, e, b) = (transport.clone(), envelope.clone(), body.clone());
-        warm.push(tokio::spawn(
-            async move { t.send_raw(&e, &b).await.map(|_| ()) },
-        ));
-    }
-    for w in warm {
-        w.await.expect("task").expect("warm-up send");
+        conns.push(session(port, &tls).await);
     }
     let per = a.messages / a.sessions.max(1);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..a.sessions {
-        let (t, e, b) = (transport.clone(), envelope.clone(), body.clone());
+    for mut conn in conns {
+        let (e, b) = (envelope.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per);
             let mut failed = 0usize;
             for _ in 0..per {
                 let t0 = Instant::now();
-                match t.send_raw(&e, &b).await {
+                match conn.send(&e, &b).await {
                     Ok(_) => lat.push(t0.elapsed()),
                     Err(_) => failed += 1,
                 }
             }
+            let _ = conn.quit().await;
             (lat, failed)
         }));
     }
