@@ -61,17 +61,19 @@ fn main() {
         .expect("tempdir");
     let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
     let sink_port = free_port();
-    let mut sink = Command::new("smtp-sink")
-        .args([
-            "-u",
-            "nobody",
-            "-c",
-            &format!("127.0.0.1:{sink_port}"),
-            "1000",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("smtp-sink (Debian package postfix) must be installed");
+    let _sink = KillOnDrop(
+        Command::new("smtp-sink")
+            .args([
+                "-u",
+                "nobody",
+                "-c",
+                &format!("127.0.0.1:{sink_port}"),
+                "1000",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix) must be installed"),
+    );
 
     let postfix_dir = dir.path().join("postfix");
     let postfix_port = free_port();
@@ -97,13 +99,14 @@ fn main() {
         .and_then(|s| s.trim().parse().ok())
         .expect("postfix master.pid");
 
-    let (mut portcullis, portcullis_port) = start_portcullis(dir.path(), sink_port);
+    let (portcullis, portcullis_port) = start_portcullis(dir.path(), sink_port);
+    let portcullis = KillOnDrop(portcullis);
     let servers = [
         Server {
             name: "portcullis",
             port: portcullis_port,
             login: USER.into(),
-            pid: portcullis.id(),
+            pid: portcullis.0.id(),
         },
         Server {
             name: "postfix",
@@ -146,14 +149,21 @@ fn main() {
         }
     }
 
-    let _ = portcullis.kill();
-    let _ = portcullis.wait();
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(portcullis);
 
     std::fs::write(root.join("bench/submission-throughput.svg"), plot(&runs)).expect("write plot");
     std::fs::write(root.join("BENCHMARKS.md"), report(&runs, quick)).expect("write BENCHMARKS.md");
     println!("wrote BENCHMARKS.md and bench/submission-throughput.svg");
+}
+
+/// Kills and reaps a child however the run ends, panics included.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 struct StopPostfix(PathBuf, PathBuf);
