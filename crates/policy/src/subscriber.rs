@@ -17,6 +17,15 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// A static plan needs at least one static address; a dynamic plan has none.
+    pub fn check_addresses(self, static_ips: &[IpNet]) -> Result<(), SubscriberError> {
+        match (self, static_ips.is_empty()) {
+            (Plan::Static, true) => Err(SubscriberError::StaticWithoutAddress),
+            (Plan::Dynamic, false) => Err(SubscriberError::DynamicWithAddress),
+            _ => Ok(()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Plan::Dynamic => "dynamic",

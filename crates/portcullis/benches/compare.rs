@@ -25,6 +25,8 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+/// Clock ticks per second in /proc/PID/stat on Linux.
+const USER_HZ: f64 = 100.0;
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password-1";
 
@@ -134,7 +136,7 @@ fn main() {
             for server in &servers {
                 let before = cpu_ticks(server.pid);
                 let r = runtime.block_on(load(server, size, sessions, messages));
-                let cpu = (cpu_ticks(server.pid) - before) as f64 / clock_ticks();
+                let cpu = (cpu_ticks(server.pid) - before) as f64 / USER_HZ;
                 let run = Run {
                     cpu_per_1000: cpu * 1000.0 / r.messages.max(1) as f64,
                     peak_rss_mb: peak_rss_kb(server.pid) as f64 / 1024.0,
@@ -390,10 +392,6 @@ fn cpu_ticks(root: u32) -> u64 {
                 .sum::<u64>()
         })
         .sum()
-}
-
-fn clock_ticks() -> f64 {
-    100.0 // USER_HZ on Linux
 }
 
 /// Sum of the tree's peak resident sizes (VmHWM), in kB.

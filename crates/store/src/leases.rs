@@ -146,7 +146,7 @@ impl Store {
         Ok(leases.len())
     }
 
-    /// Opens a lease (a session started); returns its id.
+    /// Opens a lease (a session started), with its `lease.opened` event.
     pub async fn open_lease(&self, lease: &NewLease) -> Result<(), StoreError> {
         let now = self.now();
         let stmts = vec![

@@ -85,6 +85,9 @@ impl Store {
         new: &NewSubscriber,
         actor: &Actor,
     ) -> Result<Subscriber, StoreError> {
+        new.plan
+            .check_addresses(&new.static_ips)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         if self.subscriber_row(&new.login).await?.is_some() {
             return Err(StoreError::DuplicateLogin(new.login.clone()));
         }
@@ -358,19 +361,8 @@ impl Store {
         static_ips: &[IpNet],
         actor: &Actor,
     ) -> Result<Subscriber, StoreError> {
-        match (plan, static_ips.is_empty()) {
-            (Plan::Static, true) => {
-                return Err(StoreError::Invalid(
-                    policy::SubscriberError::StaticWithoutAddress.to_string(),
-                ))
-            }
-            (Plan::Dynamic, false) => {
-                return Err(StoreError::Invalid(
-                    policy::SubscriberError::DynamicWithAddress.to_string(),
-                ))
-            }
-            _ => {}
-        }
+        plan.check_addresses(static_ips)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         for net in static_ips {
             match self.static_holder(net).await? {
                 Some(holder) if holder != login => {

@@ -17,10 +17,7 @@ pub async fn run(ctx: &Ctx, cmd: AbuseCmd) -> Result<(), CliError> {
             for item in &report.items {
                 let what = match (&item.outcome, &item.refused) {
                     (_, Some(why)) => format!("refused: {why}"),
-                    (Some(o), None) => serde_json::to_value(o)
-                        .ok()
-                        .map(|v| describe(&v))
-                        .unwrap_or_default(),
+                    (Some(o), None) => describe(o),
                     (None, None) => String::new(),
                 };
                 println!("{}: {what}", item.source);
@@ -71,21 +68,26 @@ pub async fn run(ctx: &Ctx, cmd: AbuseCmd) -> Result<(), CliError> {
 }
 
 /// One line for a recorded or duplicate complaint.
-fn describe(v: &serde_json::Value) -> String {
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
-    match v["outcome"].as_str() {
-        Some("duplicate") => "duplicate (counted once)".into(),
-        _ => {
-            let who = match (v["login"].as_str(), v["unattributed"].as_str()) {
+fn describe(outcome: &abuse::IngestOutcome) -> String {
+    match outcome {
+        abuse::IngestOutcome::Duplicate { .. } => "duplicate (counted once)".into(),
+        abuse::IngestOutcome::Recorded {
+            feedback_type,
+            source_ip,
+            login,
+            unattributed,
+            actions,
+            ..
+        } => {
+            let who = match (login, unattributed) {
                 (Some(l), _) => format!("attributed to {l}"),
                 (None, Some(why)) => format!("unattributed ({why})"),
-                _ => "unattributed".into(),
+                (None, None) => "unattributed".into(),
             };
-            let actions = v["actions"].as_array().map_or(0, Vec::len);
+            let from = source_ip.as_deref().unwrap_or("-");
             format!(
-                "{} from {} {who}; {actions} action(s)",
-                s("feedback_type"),
-                s("source_ip")
+                "{feedback_type} from {from} {who}; {} action(s)",
+                actions.len()
             )
         }
     }

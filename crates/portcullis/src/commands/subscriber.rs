@@ -122,18 +122,6 @@ pub fn read_password(args: &PasswordArgs) -> Result<Option<String>, CliError> {
     Ok(Some(pw))
 }
 
-fn check_plan_addresses(plan: Plan, nets: &[IpNet]) -> Result<(), CliError> {
-    match (plan, nets.is_empty()) {
-        (Plan::Static, true) => Err(CliError(
-            policy::SubscriberError::StaticWithoutAddress.to_string(),
-        )),
-        (Plan::Dynamic, false) => Err(CliError(
-            policy::SubscriberError::DynamicWithAddress.to_string(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 async fn add(
     ctx: &Ctx,
     login: String,
@@ -151,7 +139,8 @@ async fn add(
         .iter()
         .map(|s| static_net(ctx, s))
         .collect::<Result<Vec<_>, _>>()?;
-    check_plan_addresses(plan, &nets)?;
+    plan.check_addresses(&nets)
+        .map_err(|e| CliError(e.to_string()))?;
     if let Some(e) = &email {
         validate_email(e).map_err(|e| CliError(e.to_string()))?;
     }
@@ -206,7 +195,7 @@ async fn import(ctx: &Ctx, file: &std::path::Path) -> Result<(), CliError> {
             .filter(|s| !s.is_empty())
             .map(|s| static_net(ctx, s).map_err(|e| at(e.0)))
             .collect::<Result<Vec<_>, _>>()?;
-        check_plan_addresses(plan, &nets).map_err(|e| at(e.0))?;
+        plan.check_addresses(&nets).map_err(|e| at(e.to_string()))?;
         for net in &nets {
             if let Some((_, other)) = seen_ips.iter().find(|(n, _)| n.overlaps(net)) {
                 return Err(at(format!(
