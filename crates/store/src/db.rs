@@ -105,6 +105,9 @@ pub struct Stmt {
     /// When set, the transaction is rolled back with [`StoreError::Conflict`] unless
     /// the statement touched exactly this many rows (optimistic concurrency).
     pub expect_rows: Option<u64>,
+    /// The statement ends in `RETURNING id`: its slot in [`Db::tx`]'s result holds
+    /// the new row's id instead of a row count.
+    returns_id: bool,
     /// For a plain multi-row INSERT from [`bulk_insert`]: the equivalent
     /// `COPY t (cols) FROM STDIN` and the row width. PostgreSQL streams such rows with
     /// COPY (several times faster than INSERT); SQLite runs the INSERT.
@@ -117,11 +120,19 @@ impl Stmt {
             sql: sql.into(),
             params,
             expect_rows: None,
+            returns_id: false,
             copy: None,
         }
     }
     pub fn expect(mut self, rows: u64) -> Stmt {
         self.expect_rows = Some(rows);
+        self
+    }
+    /// An INSERT whose new id the caller needs, read in the same transaction (a
+    /// `SELECT MAX(id)` afterwards could see another transaction's row).
+    pub fn returning_id(mut self) -> Stmt {
+        self.sql.push_str(" RETURNING id");
+        self.returns_id = true;
         self
     }
 }
@@ -311,7 +322,8 @@ impl Db {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
-    /// Runs `stmts` in one transaction; returns the rows each touched. With
+    /// Runs `stmts` in one transaction; returns the rows each touched (or, for a
+    /// [`Stmt::returning_id`], the new id). With
     /// `orders_events`, holds the event lock from the first event row to the commit
     /// (see [`EVENT_LOCK`]).
     pub(crate) async fn tx(
@@ -331,7 +343,13 @@ impl Db {
                     let mut counts = Vec::with_capacity(stmts.len());
                     for s in &stmts {
                         let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
-                        let n = st.execute(rusqlite::params_from_iter(s.params.iter()))? as u64;
+                        let params = rusqlite::params_from_iter(s.params.iter());
+                        if s.returns_id {
+                            let id: i64 = st.query_row(params, |r| r.get(0))?;
+                            counts.push(id as u64);
+                            continue;
+                        }
+                        let n = st.execute(params)? as u64;
                         check_expected(s, n)?;
                         counts.push(n);
                     }
@@ -375,6 +393,12 @@ impl Db {
                     }
                     let refs: Vec<&(dyn ToSql + Sync)> =
                         s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                    if s.returns_id {
+                        let id: i64 = tx.query_one(s.sql.as_str(), &refs).await?.get(0);
+                        counts.push(id as u64);
+                        i += 1;
+                        continue;
+                    }
                     let n = tx.execute(s.sql.as_str(), &refs).await?;
                     check_expected(s, n)?;
                     counts.push(n);

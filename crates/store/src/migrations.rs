@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::abuse::MIGRATION),
     (6, crate::portal::MIGRATION),
     (7, crate::delivery::MIGRATION),
+    (12, crate::portal::MIGRATION_ONE_PENDING_STATIC),
 ];
 
 const V1_FOUNDATION: &str = "

@@ -54,6 +54,12 @@ CREATE TABLE support_requests (
 CREATE INDEX support_requests_login ON support_requests (login, id);
 ";
 
+/// Migration 12: at most one pending static-address request per subscriber, also when
+/// two requests race past [`Store::request_static`]'s check.
+pub(crate) const MIGRATION_ONE_PENDING_STATIC: &str = "
+CREATE UNIQUE INDEX static_requests_one_pending ON static_requests (login) WHERE status = 'pending';
+";
+
 /// What an operator may do: `support` reads and answers customers, `abuse` also
 /// decides on port 25 and abuse cases, `admin` also manages operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -450,28 +456,22 @@ impl Store {
         }
         let now = self.now();
         let actor = Actor::Customer(login.to_string());
-        self.db
+        let done = self
+            .db
             .tx(
                 vec![
                     Stmt::new(
                         "INSERT INTO static_requests (login, requested_at, note, status) VALUES ($1, $2, $3, 'pending')",
                         params![login, now.0, note],
-                    ),
+                    )
+                    .returning_id(),
                     audit_stmt(now, &actor, login, "static-request", note),
                     append(now, "static.requested", Some(login), json!({})),
                 ],
                 true,
             )
             .await?;
-        let r = self
-            .db
-            .query_one(
-                "SELECT MAX(id) FROM static_requests WHERE login = $1",
-                params![login],
-            )
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("static request vanished".into()))?;
-        r.int(0)
+        Ok(done[0] as i64)
     }
 
     /// Static-address requests, newest first: one subscriber's, or all pending ones.
@@ -577,27 +577,21 @@ impl Store {
     ) -> Result<i64, StoreError> {
         self.subscriber(login).await?;
         let now = self.now();
-        self.db
+        let done = self
+            .db
             .tx(
                 vec![
                     Stmt::new(
                         "INSERT INTO support_requests (login, created_at, subject, body, status) VALUES ($1, $2, $3, $4, 'open')",
                         params![login, now.0, subject, body],
-                    ),
+                    )
+                    .returning_id(),
                     append(now, "support.requested", Some(login), json!({ "subject": subject })),
                 ],
                 true,
             )
             .await?;
-        let r = self
-            .db
-            .query_one(
-                "SELECT MAX(id) FROM support_requests WHERE login = $1",
-                params![login],
-            )
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("support request vanished".into()))?;
-        r.int(0)
+        Ok(done[0] as i64)
     }
 
     /// Support requests, newest first: one subscriber's, or all open ones.

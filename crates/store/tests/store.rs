@@ -240,6 +240,61 @@ async fn concurrent_requests_one_wins(env: Env) {
 }
 both_backends!(concurrency, concurrent_requests_one_wins);
 
+async fn customer_requests_get_their_own_ids(env: Env) {
+    let st = &env.store;
+    for login in ["alice", "bob"] {
+        st.add_subscriber(&dynamic(login), &op()).await.unwrap();
+    }
+    // Concurrent requests by one login: every id returned is that request's own row.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let st = st.clone();
+        let login = if i % 2 == 0 { "alice" } else { "bob" };
+        tasks.push(tokio::spawn(async move {
+            let id = st
+                .create_support_request(login, &format!("subject {i}"), "body")
+                .await
+                .unwrap();
+            (id, login, format!("subject {i}"))
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        let (id, login, subject) = t.await.unwrap();
+        let mine = st.support_requests(Some(login)).await.unwrap();
+        let row = mine
+            .iter()
+            .find(|r| r.id == id)
+            .expect("id is one of the login's rows");
+        assert_eq!(row.subject, subject);
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "every request got a distinct id");
+
+    // Static-address requests racing past the pending check: one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let st = st.clone();
+        tasks.push(tokio::spawn(async move {
+            st.request_static("alice", "please").await
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        if let Ok(id) = t.await.unwrap() {
+            won.push(id);
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one pending static request");
+    let pending = st.static_requests(Some("alice")).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, won[0]);
+    assert!(st.request_static("alice", "again").await.is_err());
+}
+both_backends!(customer_requests, customer_requests_get_their_own_ids);
+
 async fn plan_changes_move_static_leases(env: Env) {
     let st = &env.store;
     st.add_subscriber(&static_sub("bob", "198.51.100.7"), &op())
