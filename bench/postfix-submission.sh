@@ -6,6 +6,9 @@
 #   bench/postfix-submission.sh start DIR PORT SINK_PORT USER PASSWORD
 #   bench/postfix-submission.sh stop DIR
 #
+# default_process_limit (Postfix's default: 100) is POSTFIX_PROCESS_LIMIT, 10100 when
+# unset: Postfix runs one smtpd process per session, and the benchmark holds 10,000.
+#
 # Everything lives under DIR (config, queue, data, log); the system's Postfix is
 # neither used nor touched. Listens on 127.0.0.1 only.
 set -euo pipefail
@@ -60,7 +63,7 @@ smtpd_sasl_local_domain = $host
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
 message_size_limit = 36700160
-default_process_limit = 500
+default_process_limit = ${POSTFIX_PROCESS_LIMIT:-10100}
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 smtpd_client_message_rate_limit = 0

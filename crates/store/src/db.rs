@@ -23,6 +23,9 @@ pub enum Value {
     Null,
     Int(i64),
     Text(String),
+    /// Raw bytes: a BLOB on SQLite (which keeps one as is even in a TEXT column), a
+    /// BYTEA on PostgreSQL (whose TEXT cannot hold arbitrary bytes).
+    Bytes(Vec<u8>),
 }
 
 impl From<i64> for Value {
@@ -94,6 +97,10 @@ impl Row {
             Some(Value::Null) => Ok(None),
             _ => self.text(i).map(Some),
         }
+    }
+    /// The column as it came back: bytes or text, taking it out of the row.
+    pub fn take(&mut self, i: usize) -> Option<Value> {
+        self.0.get_mut(i).map(|v| std::mem::replace(v, Value::Null))
     }
 }
 
@@ -191,6 +198,13 @@ fn copy_text(params: &[Value], width: usize, out: &mut Vec<u8>) {
             match v {
                 Value::Null => out.extend_from_slice(b"\\N"),
                 Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                Value::Bytes(b) => {
+                    // bytea's hex form, its backslash escaped for COPY's text format.
+                    out.extend_from_slice(b"\\\\x");
+                    for byte in b {
+                        out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                    }
+                }
                 Value::Text(t) => {
                     for b in t.bytes() {
                         match b {
@@ -459,9 +473,10 @@ fn sqlite_query(
                 rusqlite::types::ValueRef::Null => Value::Null,
                 rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
                 rusqlite::types::ValueRef::Real(v) => Value::Int(v as i64),
-                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                rusqlite::types::ValueRef::Text(t) => {
                     Value::Text(String::from_utf8_lossy(t).into_owned())
                 }
+                rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
             });
         }
         out.push(Row(vals));
@@ -483,6 +498,7 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
             Type::BOOL => r
                 .try_get::<_, Option<bool>>(i)?
                 .map(|v| Value::Int(v.into())),
+            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Bytes),
             _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
         };
         vals.push(v.unwrap_or(Value::Null));
@@ -497,6 +513,7 @@ impl rusqlite::ToSql for Value {
             Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
         })
     }
 }
@@ -516,6 +533,7 @@ impl ToSql for Value {
                 _ => v.to_sql(ty, out),
             },
             Value::Text(s) => s.as_str().to_sql(ty, out),
+            Value::Bytes(b) => b.as_slice().to_sql(ty, out),
         }
     }
 
@@ -556,6 +574,9 @@ mod tests {
         let row: Vec<Value> = params![1i64, Value::Null, "a\tb\\c\nd"];
         copy_text(&row, 3, &mut out);
         assert_eq!(out, b"1\t\\N\ta\\tb\\\\c\\nd\n");
+        out.clear();
+        copy_text(&[Value::Bytes(vec![0, 0xab])], 1, &mut out);
+        assert_eq!(out, b"\\\\x00ab\n");
     }
 
     #[test]

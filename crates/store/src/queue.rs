@@ -2,12 +2,14 @@
 //! state. Submission writes ([`Store::enqueue`]); delivery claims, updates and removes;
 //! the CLI and the portal read ([`Store::list_queue`], [`Store::queue_message`]).
 //!
-//! **Where bodies live.** The body is stored in the store itself (`queue_messages.body`,
-//! base64 in a TEXT column: the common dialect has no binary type), so every node on a
-//! shared PostgreSQL can deliver any message and a message is durable exactly when its
-//! row is committed. Submission also keeps an fsync'd copy in its node's spool
-//! directory (`spool_path`), written before the row, which a delivery engine on the
-//! same node may read instead; the row is the truth.
+//! **Where bodies live.** The body is stored in the store itself, and only there
+//! (`queue_messages.body`), so every node on a shared PostgreSQL can deliver any
+//! message and a message is durable exactly when its row is committed: one copy, one
+//! commit (one fsync, shared by a group of messages) before `250`. On SQLite the
+//! column holds the bytes as a BLOB (SQLite keeps a BLOB as is in a TEXT column); on
+//! PostgreSQL, whose TEXT cannot hold arbitrary bytes, base64 text. Rows written
+//! before bodies were BLOBs hold base64 on SQLite too: [`Store::queue_body`] reads
+//! both. `spool_path` is a legacy column: submission no longer keeps a spool copy.
 //!
 //! **Recipients are the unit of work.** Each has its status (`queued`, `deferred`,
 //! `delivered`, `bounced`), attempts, `next_attempt` and `last_error`, and a lease
@@ -81,7 +83,7 @@ pub struct NewQueuedMessage {
     pub smtputf8: bool,
     /// BODY (`7BIT` or `8BITMIME`), RFC 6152.
     pub body_type: Option<String>,
-    /// This node's fsync'd copy of the body, if any.
+    /// Legacy: a node-local copy of the body; submission leaves it `None`.
     pub spool_path: Option<String>,
     pub recipients: Vec<NewQueuedRecipient>,
     /// The whole message as it will be delivered (headers added by submission included).
@@ -222,8 +224,9 @@ impl Store {
     pub async fn enqueue_many(&self, messages: &[NewQueuedMessage]) -> Result<(), StoreError> {
         let now = self.now();
         let mut stmts = Vec::with_capacity(messages.len() * 2);
+        let pg = self.db.is_postgres();
         for m in messages {
-            stmts.extend(enqueue_stmts(m, now)?);
+            stmts.extend(enqueue_stmts(m, now, pg)?);
         }
         self.db.tx(stmts, false).await?;
         Ok(())
@@ -291,15 +294,21 @@ impl Store {
 
     /// The body of a queued message, exactly as accepted.
     pub async fn queue_body(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self
+        let Some(mut r) = self
             .db
             .query_one("SELECT body FROM queue_messages WHERE id = $1", params![id])
             .await?
-        {
-            Some(r) => base64_decode(&r.text(0)?)
+        else {
+            return Ok(None);
+        };
+        match r.take(0) {
+            Some(crate::db::Value::Bytes(b)) => Ok(Some(b)),
+            Some(crate::db::Value::Text(t)) => base64_decode(&t)
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt(format!("queue body of {id} is not base64"))),
-            None => Ok(None),
+            other => Err(StoreError::Corrupt(format!(
+                "queue body of {id}: expected bytes, found {other:?}"
+            ))),
         }
     }
 
@@ -317,7 +326,11 @@ impl Store {
 }
 
 /// The statements that record one message and its recipients.
-fn enqueue_stmts(m: &NewQueuedMessage, now: Timestamp) -> Result<Vec<Stmt>, StoreError> {
+fn enqueue_stmts(
+    m: &NewQueuedMessage,
+    now: Timestamp,
+    postgres: bool,
+) -> Result<Vec<Stmt>, StoreError> {
     if m.id.is_empty() || m.recipients.is_empty() {
         return Err(StoreError::Invalid(
             "a queued message needs an id and at least one recipient".into(),
@@ -337,7 +350,11 @@ fn enqueue_stmts(m: &NewQueuedMessage, now: Timestamp) -> Result<Vec<Stmt>, Stor
         m.smtputf8,
         m.body_type.clone(),
         m.spool_path.clone(),
-        base64_encode(&m.body),
+        if postgres {
+            crate::db::Value::Text(base64_encode(&m.body))
+        } else {
+            crate::db::Value::Bytes(m.body.clone())
+        },
         ],
     )];
     let rows = m
@@ -450,11 +467,65 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn enqueue_and_read_back() {
+    async fn enqueue_and_read_back_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite://{}", dir.path().join("q.db").display()))
             .await
             .unwrap();
+        enqueue_and_read_back(&store).await;
+    }
+
+    #[tokio::test]
+    async fn enqueue_and_read_back_postgres() {
+        let url = crate::testing::fresh_postgres_schema("queue")
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        enqueue_and_read_back(&Store::open(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn bodies_are_blobs_on_sqlite_and_base64_rows_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("q.db").display()))
+            .await
+            .unwrap();
+        let m = NewQueuedMessage {
+            id: "NEW".into(),
+            recipients: vec![NewQueuedRecipient {
+                address: "bob@example.org".into(),
+                ..NewQueuedRecipient::default()
+            }],
+            body: b"\x00\xffbytes".to_vec(),
+            ..NewQueuedMessage::default()
+        };
+        store.enqueue(&m).await.unwrap();
+        let kind = store
+            .db
+            .query_one(
+                "SELECT typeof(body) FROM queue_messages WHERE id = 'NEW'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kind.text(0).unwrap(), "blob", "stored once, not as base64");
+        assert_eq!(store.queue_body("NEW").await.unwrap().unwrap(), m.body);
+        // A row written by an older version: base64 text.
+        store
+            .db
+            .tx(
+                vec![Stmt::new(
+                    "INSERT INTO queue_messages (id, login, mail_from, received_at, size, body) VALUES ('OLD', 'ann', '', 0, 5, $1)",
+                    params![base64_encode(b"hello")],
+                )],
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.queue_body("OLD").await.unwrap().unwrap(), b"hello");
+    }
+
+    async fn enqueue_and_read_back(store: &Store) {
         let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
         let m = NewQueuedMessage {
             id: new_queue_id(),

@@ -9,7 +9,7 @@
 //! `SUBMISSION_BENCH_SERVE` set) on a temporary SQLite store and data directory, so
 //! its memory is measured alone. Then:
 //! 1. N concurrent STARTTLS+AUTH PLAIN sessions (lettre over TCP_NODELAY) send M messages
-//!    of BYTES each, every one durably accepted (spool fsync + store commit);
+//!    of BYTES each, every one durably accepted (a grouped store commit);
 //!    prints messages/s and p50/p99 latency of a whole MAIL..DATA transaction.
 //! 2. K idle sessions (plaintext after EHLO, then TLS after STARTTLS+EHLO) and the
 //!    server's resident memory from `/proc/PID/status`.

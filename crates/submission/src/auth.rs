@@ -32,7 +32,7 @@ type VerifyJob = (String, String, tokio::sync::oneshot::Sender<bool>);
 
 /// argon2 is CPU- and memory-heavy by design (19 MiB a check): checks run on a few
 /// dedicated threads, so a login flood cannot starve tokio's blocking pool (which the
-/// store and spool use) and the memory allocator keeps one argon2 buffer per thread
+/// store uses) and the memory allocator keeps one argon2 buffer per thread
 /// instead of one per blocking-pool thread (it was 1 GiB after a few dozen logins).
 struct PasswordVerifier {
     jobs: std::sync::mpsc::Sender<VerifyJob>,

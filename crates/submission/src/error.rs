@@ -12,7 +12,7 @@ pub enum SubmissionError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// The data directory (spool, generated certificate) could not be prepared.
+    /// The data directory (generated certificate) could not be prepared.
     #[error("cannot prepare {path}: {source}")]
     DataDir {
         path: PathBuf,

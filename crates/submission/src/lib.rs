@@ -9,8 +9,8 @@
 //! - [`throttle`] decides failed-login locks and sending quotas; [`message`] adds the
 //!   Received, Date and Message-ID headers.
 //! - [`server`] is the tokio layer (listeners, TLS via [`tls`], timeouts, limits);
-//!   [`auth`] checks credentials (store or RADIUS); [`spool`] and `store::queue`
-//!   (through [`committer`], which groups commits) make a message durable before `250`.
+//!   [`auth`] checks credentials (store or RADIUS); `store::queue` (through
+//!   [`committer`], which groups commits) makes a message durable before `250`.
 //! - [`metrics`] counts what happens, for `/metrics`.
 //!
 //! Not here: delivery, bounces and DKIM (the `delivery` crate).
@@ -25,7 +25,6 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod session;
-pub mod spool;
 pub mod throttle;
 pub mod tls;
 

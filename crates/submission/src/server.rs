@@ -20,7 +20,6 @@ use crate::error::SubmissionError;
 use crate::metrics::{metrics, Rejection, SubmissionMetrics};
 use crate::response::{self, Reply};
 use crate::session::{Envelope, Session, SessionConfig, Step, TlsInfo};
-use crate::spool::Spool;
 use crate::throttle::{AuthThrottle, Quota};
 use crate::tls::TlsSource;
 
@@ -100,7 +99,6 @@ struct Shared {
     tls: TlsSource,
     auth: Authenticator,
     quota: Arc<Quota>,
-    spool: Spool,
     queue: crate::committer::QueueCommitter,
     hostname: String,
     connections: Mutex<HashMap<IpAddr, usize>>,
@@ -115,7 +113,6 @@ pub async fn start_with(
     tunables: Tunables,
 ) -> Result<Server, SubmissionError> {
     let tls = TlsSource::load(&config)?;
-    let spool = Spool::open(&config.store.data_dir)?;
     let clock: Arc<dyn policy::Clock> = Arc::new(policy::SystemClock);
     let throttle = AuthThrottle::new(
         clock.clone(),
@@ -156,7 +153,6 @@ pub async fn start_with(
         tls,
         auth,
         quota: Arc::new(Quota::new(clock, &config.submission.limits)),
-        spool,
         queue,
         hostname: config.submission.hostname.clone(),
         connections: Mutex::new(HashMap::new()),
@@ -486,7 +482,8 @@ impl Shared {
         }
     }
 
-    /// Durable accept: spool file (fsync'd), then the store's queue, then `250`.
+    /// Durable accept: the message is committed to the store's queue (its one durable
+    /// copy, see `store::queue`), then `250`.
     async fn accept(
         &self,
         env: Envelope,
@@ -498,15 +495,6 @@ impl Shared {
         async {
             let now = time::OffsetDateTime::now_utc();
             let message = crate::message::finalize(&env, body, peer.ip(), &self.hostname, &id, now);
-            let (message, written) = self.spool.write(&id, message).await;
-            let path = match written {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!("cannot write the spool file: {e}");
-                    metrics().reject(Rejection::QueueError);
-                    return Err(response::queue_failed());
-                }
-            };
             let size = message.len() as u64;
             let rcpts = env.recipients.len() as u64;
             let record = store::NewQueuedMessage {
@@ -521,7 +509,7 @@ impl Shared {
                     crate::request::BodyType::SevenBit => "7BIT".to_string(),
                     crate::request::BodyType::EightBitMime => "8BITMIME".to_string(),
                 }),
-                spool_path: Some(path.display().to_string()),
+                spool_path: None,
                 recipients: env
                     .recipients
                     .iter()
@@ -535,7 +523,6 @@ impl Shared {
             };
             if let Err(e) = self.queue.enqueue(record).await {
                 tracing::error!("cannot record the message in the queue: {e}");
-                self.spool.remove(&id).await;
                 metrics().reject(Rejection::QueueError);
                 return Err(response::queue_failed());
             }
