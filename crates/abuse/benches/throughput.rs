@@ -7,7 +7,10 @@
 //!   for NetFlow v5, v9 and IPFIX.
 //!
 //! Run: `cargo bench -p abuse --bench throughput` (targets: 10,000 reports/s,
-//! 1,000,000 flow records/s per core).
+//! 1,000,000 flow records/s per core). Every figure is the median of
+//! `PORTCULLIS_BENCH_REPEATS` runs (default 3; `--quick` or `PORTCULLIS_BENCH_QUICK=1`:
+//! one run, smaller inputs). With `PORTCULLIS_BENCH_REPORT_DIR` set, the table also
+//! goes to `$PORTCULLIS_BENCH_REPORT_DIR/06-abuse.md`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -99,25 +102,98 @@ async fn store_with_leases(dir: &std::path::Path) -> Store {
     store
 }
 
-fn bench_arf() {
+/// One measured figure: median rate over the runs, and what DESIGN.md asks of it.
+struct Figure {
+    what: String,
+    rates: Vec<f64>,
+    target: Option<f64>,
+}
+
+impl Figure {
+    fn median(&self) -> f64 {
+        let mut r = self.rates.clone();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+}
+
+struct Settings {
+    repeats: usize,
+    quick: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let quick = std::env::args().any(|a| a == "--quick")
+            || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| v == "1");
+        let repeats = std::env::var("PORTCULLIS_BENCH_REPEATS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if quick { 1 } else { 3 })
+            .max(1);
+        Settings { repeats, quick }
+    }
+}
+
+/// Runs `run` `repeats` times; each run returns (items, elapsed).
+fn measure(
+    figures: &mut Vec<Figure>,
+    repeats: usize,
+    what: String,
+    target: Option<f64>,
+    mut run: impl FnMut() -> (u64, Duration),
+) {
+    let rates: Vec<f64> = (0..repeats)
+        .map(|_| {
+            let (n, d) = run();
+            rate(n, d)
+        })
+        .collect();
+    let f = Figure {
+        what,
+        rates,
+        target,
+    };
+    println!(
+        "{}: {:.0}/s median of {} ({})",
+        f.what,
+        f.median(),
+        f.rates.len(),
+        f.rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    figures.push(f);
+}
+
+const ARF_TARGET: f64 = 10_000.0;
+const FLOW_TARGET: f64 = 1_000_000.0;
+
+fn bench_arf(figures: &mut Vec<Figure>, settings: &Settings) {
     let config = config::Config::default();
     let pools = config.network.pools();
-    let n = 20_000u32;
+    let n: u32 = if settings.quick { 5_000 } else { 20_000 };
+    let one_by_one = n.min(2_000);
     let reports: Vec<Vec<u8>> = (0..n).map(report).collect();
 
-    let start = Instant::now();
-    let mut with_ip = 0;
-    for r in &reports {
-        if abuse::arf::parse(r, &pools).unwrap().source_ip.is_some() {
-            with_ip += 1;
-        }
-    }
-    let parse = start.elapsed();
-    assert_eq!(with_ip, n);
-    println!(
-        "arf: {n} reports parsed in {:.3}s: {:.0} reports/s (one core)",
-        parse.as_secs_f64(),
-        rate(n.into(), parse)
+    measure(
+        figures,
+        settings.repeats,
+        "ARF reports parsed (one core)".into(),
+        None,
+        || {
+            let start = Instant::now();
+            let mut with_ip = 0;
+            for r in &reports {
+                if abuse::arf::parse(r, &pools).unwrap().source_ip.is_some() {
+                    with_ip += 1;
+                }
+            }
+            assert_eq!(with_ip, n);
+            (n.into(), start.elapsed())
+        },
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -126,81 +202,108 @@ fn bench_arf() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let store = store_with_leases(dir.path()).await;
-        let engine = abuse::Engine::new(&config, store.clone());
-        let start = Instant::now();
-        let mut attributed = 0;
-        for r in reports.iter().take(2_000) {
-            let c = abuse::arf::parse(r, engine.pools()).unwrap();
-            let at = c.arrival_date.unwrap_or(Timestamp(T0));
-            if engine.attribute(c.source_ip, at).await.unwrap().login.is_some() {
-                attributed += 1;
-            }
-        }
-        let d = start.elapsed();
-        assert_eq!(attributed, 2_000);
-        println!(
-            "arf: 2000 reports parsed and attributed one by one (whois, SQLite, {SUBSCRIBERS} leases) in {:.3}s: {:.0} reports/s",
-            d.as_secs_f64(),
-            rate(2_000, d)
-        );
+    let store = rt.block_on(store_with_leases(dir.path()));
+    let engine = abuse::Engine::new(&config, store.clone());
 
-        // As `abuse ingest` does it: batches of 256 parsed on both cores, attributed
-        // with one batched lookup.
-        let start = Instant::now();
-        let mut attributed = 0;
-        for batch in reports.chunks(256) {
-            let (a, b) = batch.split_at(batch.len() / 2);
-            let pools = engine.pools();
-            let (ca, cb) = std::thread::scope(|s| {
-                let ha = s.spawn(|| {
-                    a.iter()
-                        .map(|r| abuse::arf::parse(r, pools).unwrap())
-                        .collect::<Vec<_>>()
-                });
-                let cb: Vec<_> = b
-                    .iter()
-                    .map(|r| abuse::arf::parse(r, pools).unwrap())
-                    .collect();
-                (ha.join().unwrap(), cb)
-            });
-            let keys: Vec<_> = ca
-                .iter()
-                .chain(cb.iter())
-                .map(|c| (c.source_ip, c.arrival_date.unwrap_or(Timestamp(T0))))
-                .collect();
-            attributed += engine
-                .attribute_many(&keys)
-                .await
-                .unwrap()
-                .iter()
-                .filter(|a| a.login.is_some())
-                .count() as u32;
-        }
-        let d = start.elapsed();
-        assert_eq!(attributed, n);
-        println!(
-            "arf: {n} reports parsed and attributed in batches of 256 (two cores, SQLite, {SUBSCRIBERS} leases) in {:.3}s: {:.0} reports/s",
-            d.as_secs_f64(),
-            rate(n.into(), d)
-        );
+    measure(
+        figures,
+        settings.repeats,
+        format!(
+            "ARF reports parsed and attributed one by one (`whois`, SQLite, {SUBSCRIBERS} leases)"
+        ),
+        None,
+        || {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut attributed = 0;
+                for r in reports.iter().take(one_by_one as usize) {
+                    let c = abuse::arf::parse(r, engine.pools()).unwrap();
+                    let at = c.arrival_date.unwrap_or(Timestamp(T0));
+                    if engine
+                        .attribute(c.source_ip, at)
+                        .await
+                        .unwrap()
+                        .login
+                        .is_some()
+                    {
+                        attributed += 1;
+                    }
+                }
+                assert_eq!(attributed, one_by_one);
+                (one_by_one.into(), start.elapsed())
+            })
+        },
+    );
 
-        let m = 2_000u32;
-        let start = Instant::now();
-        for r in reports.iter().take(m as usize) {
-            abuse::ingest::ingest_with(&engine, r).await.unwrap();
-        }
-        let d = start.elapsed();
-        println!(
-            "arf: {m} reports fully ingested (parse, attribute, dedup, record; SQLite synchronous=FULL) in {:.3}s: {:.0} reports/s",
-            d.as_secs_f64(),
-            rate(m.into(), d)
-        );
-    });
+    // As `abuse ingest` does it: batches of 256 parsed on both cores, attributed
+    // with one batched lookup.
+    measure(
+        figures,
+        settings.repeats,
+        format!("ARF reports parsed and attributed in batches of 256 (two cores, SQLite, {SUBSCRIBERS} leases)"),
+        Some(ARF_TARGET),
+        || {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut attributed = 0;
+                for batch in reports.chunks(256) {
+                    let (a, b) = batch.split_at(batch.len() / 2);
+                    let pools = engine.pools();
+                    let (ca, cb) = std::thread::scope(|s| {
+                        let ha = s.spawn(|| {
+                            a.iter()
+                                .map(|r| abuse::arf::parse(r, pools).unwrap())
+                                .collect::<Vec<_>>()
+                        });
+                        let cb: Vec<_> = b
+                            .iter()
+                            .map(|r| abuse::arf::parse(r, pools).unwrap())
+                            .collect();
+                        (ha.join().unwrap(), cb)
+                    });
+                    let keys: Vec<_> = ca
+                        .iter()
+                        .chain(cb.iter())
+                        .map(|c| (c.source_ip, c.arrival_date.unwrap_or(Timestamp(T0))))
+                        .collect();
+                    attributed += engine
+                        .attribute_many(&keys)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .filter(|a| a.login.is_some())
+                        .count() as u32;
+                }
+                assert_eq!(attributed, n);
+                (n.into(), start.elapsed())
+            })
+        },
+    );
+
+    // Full ingest records each complaint once; later runs would only hit the dedup,
+    // so every run gets a fresh store.
+    let m = if settings.quick { 500u32 } else { 2_000 };
+    measure(
+        figures,
+        settings.repeats,
+        "ARF reports fully ingested one by one (parse, attribute, dedup, record; SQLite synchronous=FULL)".into(),
+        None,
+        || {
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = store_with_leases(dir.path()).await;
+                let engine = abuse::Engine::new(&config, store);
+                let start = Instant::now();
+                for r in reports.iter().take(m as usize) {
+                    abuse::ingest::ingest_with(&engine, r).await.unwrap();
+                }
+                (m.into(), start.elapsed())
+            })
+        },
+    );
 }
 
-fn bench_flows() {
+fn bench_flows(figures: &mut Vec<Figure>, settings: &Settings) {
     let exporter: SocketAddr = "192.0.2.1:2055".parse().unwrap();
     // 10,000 sources, half the flows to port 25, destinations spread wide.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -223,6 +326,7 @@ fn bench_flows() {
         let port = if x % 100 == 0 || x & 2 == 0 { 25 } else { 443 };
         flows.push((src, dst, port));
     }
+    let rounds: u64 = if settings.quick { 20 } else { 100 };
     for (name, packets) in [
         (
             "NetFlow v5",
@@ -241,34 +345,86 @@ fn bench_flows() {
                 .collect(),
         ),
     ] {
-        let mut decoder = Decoder::new();
-        let mut counter = FanOutCounter::new(Duration::from_secs(600), 100);
-        let rounds = 100u64;
-        let start = Instant::now();
-        let mut alerts = 0u64;
-        let mut records = 0u64;
-        for round in 0..rounds {
-            let now = Timestamp(T0 + (round as i64 / 20) * 600);
-            for p in &packets {
-                records += decoder
-                    .decode(exporter, p, |r| {
-                        if counter.observe(r, now).is_some() {
-                            alerts += 1;
-                        }
-                    })
-                    .unwrap() as u64;
-            }
-        }
-        let d = start.elapsed();
-        println!(
-            "flows: {name}: {records} records decoded and counted in {:.3}s: {:.0} records/s (one core; {alerts} fan-outs)",
-            d.as_secs_f64(),
-            rate(records, d)
+        measure(
+            figures,
+            settings.repeats,
+            format!("{name} flow records decoded and counted (one core)"),
+            Some(FLOW_TARGET),
+            || {
+                let mut decoder = Decoder::new();
+                let mut counter = FanOutCounter::new(Duration::from_secs(600), 100);
+                let start = Instant::now();
+                let mut alerts = 0u64;
+                let mut records = 0u64;
+                for round in 0..rounds {
+                    let now = Timestamp(T0 + (round as i64 / 20) * 600);
+                    for p in &packets {
+                        records += decoder
+                            .decode(exporter, p, |r| {
+                                if counter.observe(r, now).is_some() {
+                                    alerts += 1;
+                                }
+                            })
+                            .unwrap() as u64;
+                    }
+                }
+                // The two infected PCs are found in every window.
+                assert!(alerts > 0);
+                (records, start.elapsed())
+            },
         );
     }
 }
 
+fn report_markdown(figures: &[Figure], settings: &Settings) -> String {
+    let mut out = String::from("## Abuse loop: flow records and ARF reports\n\n");
+    out.push_str(&format!(
+        "Command: `cargo bench -p abuse --bench throughput{}` (medians of {} run{}).\n\n",
+        if settings.quick { " -- --quick" } else { "" },
+        settings.repeats,
+        if settings.repeats == 1 { "" } else { "s" }
+    ));
+    out.push_str("| measurement | median | runs | target (DESIGN.md) | median / target |\n|---|---:|---|---:|---:|\n");
+    for f in figures {
+        let runs = f
+            .rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (target, ratio) = match f.target {
+            Some(t) => (format!("{t:.0}/s"), format!("{:.2}", f.median() / t)),
+            None => ("".into(), "".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {:.0}/s | {runs} | {target} | {ratio} |\n",
+            f.what,
+            f.median()
+        ));
+    }
+    out.push_str(
+        "\nFlows: one core decodes each export packet (templates cached per exporter) and \
+         counts distinct port-25 destinations per source in a fixed window; the figure is \
+         bounded by the per-record hash-set insert. ARF: parsing is MIME parsing of the \
+         three-part report; attribution is one batched lease lookup per 256 reports. \
+         Full ingest is bounded by one fsync'd SQLite transaction per report (dedup and \
+         record are one write each), which is why it is listed apart from the target.\n",
+    );
+    out
+}
+
 fn main() {
-    bench_flows();
-    bench_arf();
+    let settings = Settings::from_env();
+    let mut figures = Vec::new();
+    bench_flows(&mut figures, &settings);
+    bench_arf(&mut figures, &settings);
+    let md = report_markdown(&figures, &settings);
+    if let Some(dir) = std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
+        let path = std::path::Path::new(&dir).join("06-abuse.md");
+        std::fs::create_dir_all(&dir).expect("report dir");
+        std::fs::write(&path, md).expect("write report");
+        println!("wrote {}", path.display());
+    } else {
+        println!("\n{md}");
+    }
 }

@@ -277,6 +277,26 @@ async fn rendered_ruleset_loads_with_nft() {
         nft.load(&text).await.unwrap();
         // A second load replaces the existing table in one transaction.
         nft.load(&text).await.unwrap();
+        let from_text = nft
+            .run(&["list", "table", "inet", "portcullis"], None)
+            .await
+            .unwrap();
+        // The JSON form the full load sends is the same table.
+        let enforced = nftables::sync::load_elements(&store, &config.network.dynamic_pools)
+            .await
+            .unwrap();
+        let json = nftables::ruleset::render_table_json(
+            &nftables::TableSpec::from_config(&config, 0),
+            enforced.elements(),
+        );
+        nft.load_json(&json)
+            .await
+            .unwrap_or_else(|e| panic!("nft -j -f: {e}\n{json}"));
+        let from_json = nft
+            .run(&["list", "table", "inet", "portcullis"], None)
+            .await
+            .unwrap();
+        assert_eq!(from_text, from_json, "text and JSON renderings differ");
     }
     let listed = nft
         .run(&["list", "table", "inet", "portcullis"], None)

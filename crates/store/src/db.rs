@@ -104,6 +104,25 @@ impl Row {
     }
 }
 
+/// One result row read in place by [`Db::query_map`].
+pub(crate) enum RowRef<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
+}
+
+impl RowRef<'_> {
+    /// Column `i` as text, borrowed.
+    pub(crate) fn str(&self, i: usize) -> Result<&str, StoreError> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("column {i}: expected text ({e})"))
+        };
+        match self {
+            RowRef::Sqlite(r) => r.get_ref(i)?.as_str().map_err(|e| corrupt(&e)),
+            RowRef::Postgres(r) => r.try_get::<_, &str>(i).map_err(|e| corrupt(&e)),
+        }
+    }
+}
+
 /// One statement of a transaction.
 #[derive(Clone, Debug)]
 pub struct Stmt {
@@ -326,6 +345,110 @@ impl Db {
                 rows.iter().map(pg_row).collect()
             }
         }
+    }
+
+    /// Like [`Db::query`], but each row is handed to `map` in place (columns borrowed
+    /// from the backend's buffers, no [`Value`]s), so reading a million rows costs
+    /// one `T` per row.
+    pub(crate) async fn query_map<T, F>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        map: F,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&RowRef<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut chunks = self.query_chunks(sql, params, usize::MAX, map);
+        let mut out = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
+    /// [`Db::query_map`] delivered in chunks of up to `chunk` rows as the query runs,
+    /// so the caller can work on the first rows while later ones are read (`map` runs
+    /// on SQLite's blocking thread or PostgreSQL's reader task). The channel is
+    /// unbounded so a slow consumer never keeps the connection busy. An error ends
+    /// the stream.
+    pub(crate) fn query_chunks<T, F>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        chunk: usize,
+        mut map: F,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Result<Vec<T>, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnMut(&RowRef<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let chunk = chunk.max(1);
+        let first = chunk.min(4096);
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                let sql = sqlite_sql(sql);
+                let mut read = move |tx: &tokio::sync::mpsc::UnboundedSender<_>| {
+                    let c = conn
+                        .lock()
+                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    let mut st = c.prepare_cached(&sql)?;
+                    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+                    let mut out = Vec::with_capacity(first);
+                    while let Some(r) = rows.next()? {
+                        out.push(map(&RowRef::Sqlite(r))?);
+                        if out.len() >= chunk {
+                            let _ = tx.send(Ok(std::mem::replace(
+                                &mut out,
+                                Vec::with_capacity(chunk.min(65_536)),
+                            )));
+                        }
+                    }
+                    let _ = tx.send(Ok(out));
+                    Ok(())
+                };
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = read(&tx) {
+                        let _ = tx.send(Err(e));
+                    }
+                });
+            }
+            Db::Postgres(pool) => {
+                let pool = pool.clone();
+                let sql = sql.to_string();
+                tokio::spawn(async move {
+                    let read = async {
+                        let c = pool.get().await;
+                        let rows = c
+                            .query_raw(
+                                sql.as_str(),
+                                params.iter().map(|p| p as &(dyn ToSql + Sync)),
+                            )
+                            .await?;
+                        futures_util::pin_mut!(rows);
+                        let mut out = Vec::with_capacity(first);
+                        while let Some(r) = futures_util::StreamExt::next(&mut rows).await {
+                            out.push(map(&RowRef::Postgres(&r?))?);
+                            if out.len() >= chunk {
+                                let _ = tx.send(Ok(std::mem::replace(
+                                    &mut out,
+                                    Vec::with_capacity(chunk.min(65_536)),
+                                )));
+                            }
+                        }
+                        let _ = tx.send(Ok(out));
+                        Ok::<(), StoreError>(())
+                    };
+                    if let Err(e) = read.await {
+                        let _ = tx.send(Err(e));
+                    }
+                });
+            }
+        }
+        rx
     }
 
     pub(crate) async fn query_one(

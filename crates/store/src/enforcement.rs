@@ -8,7 +8,7 @@
 
 use policy::{IpNet, Port25State};
 
-use crate::db::{Row, Value};
+use crate::db::{Row, RowRef, Value};
 use crate::error::StoreError;
 use crate::{params, Store};
 
@@ -47,6 +47,13 @@ fn held(r: &Row) -> Result<HeldNet, StoreError> {
     })
 }
 
+fn held_ref(r: &RowRef<'_>) -> Result<HeldNet, StoreError> {
+    Ok(HeldNet {
+        login: r.str(0)?.to_owned(),
+        net: parse_net(r.str(1)?)?,
+    })
+}
+
 fn parse_net(s: &str) -> Result<IpNet, StoreError> {
     s.parse()
         .map_err(|e: policy::NetError| StoreError::Corrupt(e.to_string()))
@@ -55,28 +62,40 @@ fn parse_net(s: &str) -> Result<IpNet, StoreError> {
 impl Store {
     /// Open leases of every subscriber whose port-25 state is `opted-out`.
     pub async fn opted_out_open_leases(&self) -> Result<Vec<HeldNet>, StoreError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT l.login, l.net FROM subscribers s JOIN leases l ON l.login = s.login \
-                 WHERE s.port25 = $1 AND l.end_at IS NULL",
-                params![Port25State::OptedOut.as_str()],
-            )
-            .await?;
-        rows.iter().map(held).collect()
+        let mut chunks = self.opted_out_open_leases_chunks(usize::MAX);
+        let mut out = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::opted_out_open_leases`] in chunks of up to `chunk` rows as they are
+    /// read: a full load reads a million of them and builds its state meanwhile.
+    /// Rows are read in place (no intermediate values); an error ends the stream.
+    pub fn opted_out_open_leases_chunks(
+        &self,
+        chunk: usize,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Result<Vec<HeldNet>, StoreError>> {
+        self.db.query_chunks(
+            "SELECT l.login, l.net FROM subscribers s JOIN leases l ON l.login = s.login \
+             WHERE s.port25 = $1 AND l.end_at IS NULL",
+            params![Port25State::OptedOut.as_str()],
+            chunk,
+            held_ref,
+        )
     }
 
     /// Static addresses of every subscriber whose port-25 state is `reinstated`.
     pub async fn reinstated_static_addresses(&self) -> Result<Vec<HeldNet>, StoreError> {
-        let rows = self
-            .db
-            .query(
+        self.db
+            .query_map(
                 "SELECT a.login, a.net FROM subscribers s JOIN static_addresses a ON a.login = s.login \
                  WHERE s.port25 = $1",
                 params![Port25State::Reinstated.as_str()],
+                held_ref,
             )
-            .await?;
-        rows.iter().map(held).collect()
+            .await
     }
 
     /// The current open leases of one subscriber.

@@ -44,6 +44,11 @@ impl NftRunner {
         self.run(&["-f", "-"], Some(text)).await.map(drop)
     }
 
+    /// Loads nftables JSON (`nft -j -f -`), one transaction like [`NftRunner::load`].
+    pub async fn load_json(&self, json: &str) -> Result<(), NftablesError> {
+        self.run(&["-j", "-f", "-"], Some(json)).await.map(drop)
+    }
+
     /// Checks `text` without applying it (`nft -c -f -`).
     pub async fn check(&self, text: &str) -> Result<(), NftablesError> {
         self.run(&["-c", "-f", "-"], Some(text)).await.map(drop)
@@ -70,26 +75,18 @@ impl NftRunner {
         })?;
         // Write stdin beside reading the output: a large ruleset would fill the pipe
         // while nft waits for us to read its messages.
-        let writer = match (stdin, child.stdin.take()) {
-            (Some(text), Some(mut pipe)) => {
-                let text = text.to_owned();
-                Some(tokio::spawn(async move {
-                    pipe.write_all(text.as_bytes()).await
-                }))
+        let pipe = child.stdin.take();
+        let write = async move {
+            if let (Some(text), Some(mut pipe)) = (stdin, pipe) {
+                // A write error means nft exited early; its status and stderr say why.
+                let _ = pipe.write_all(text.as_bytes()).await;
             }
-            _ => None,
         };
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|e| NftablesError::Spawn {
-                command: describe(),
-                reason: e.to_string(),
-            })?;
-        if let Some(w) = writer {
-            // A write error means nft exited early; its status and stderr say why.
-            let _ = w.await;
-        }
+        let ((), output) = tokio::join!(write, child.wait_with_output());
+        let output = output.map_err(|e| NftablesError::Spawn {
+            command: describe(),
+            reason: e.to_string(),
+        })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(NftablesError::Refused {

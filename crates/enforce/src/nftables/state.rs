@@ -90,18 +90,21 @@ pub struct Enforced {
 }
 
 impl Enforced {
-    /// The state of a fresh full load: each login with the elements it needs.
-    pub fn from_logins(mut by_login: FastMap<String, Vec<Element>>) -> Enforced {
-        let mut refs: FastMap<Element, u32> =
-            FastMap::with_capacity_and_hasher(by_login.len(), Default::default());
-        for wanted in by_login.values_mut() {
-            wanted.sort_unstable();
-            wanted.dedup();
-            for e in wanted.iter() {
-                *refs.entry(*e).or_insert(0) += 1;
-            }
+    /// Adds one element `login` needs, while reading the store for a full load.
+    /// Call [`Enforced::finish`] after the last one.
+    pub fn add(&mut self, login: String, e: Element) {
+        let wanted = self.by_login.entry(login).or_default();
+        if !wanted.contains(&e) {
+            wanted.push(e);
+            *self.refs.entry(e).or_insert(0) += 1;
         }
-        Enforced { by_login, refs }
+    }
+
+    /// Restores the order [`Enforced::replace`] relies on after [`Enforced::add`]s.
+    pub fn finish(&mut self) {
+        for wanted in self.by_login.values_mut().filter(|w| w.len() > 1) {
+            wanted.sort_unstable();
+        }
     }
 
     /// Records that `login` now needs exactly `wanted` (sorted, deduplicated, as

@@ -19,9 +19,9 @@ use policy::IpNet;
 use store::{Event, Store};
 
 use super::ruleset::{
-    self, render_changes, render_probe, render_table, Element, Purpose, TableSpec,
+    self, render_changes, render_probe, render_table_json, Element, Purpose, TableSpec,
 };
-use super::state::{elements_of, in_dynamic_pool, Enforced, FastMap};
+use super::state::{elements_of, in_dynamic_pool, Enforced};
 use super::{NftRunner, NftablesError};
 
 /// Known elements probed per set on each reconcile: enough to notice a flushed set.
@@ -34,22 +34,28 @@ const PROBES_PER_SET: usize = 4;
 /// flushed or replaced).
 const PROBE_MAX_SET: usize = 20_000;
 
-/// Reads every subscriber element from the store (two indexed joins).
+/// Rows per chunk of the store read: large enough that the channel costs nothing,
+/// small enough that building the state keeps pace with the read.
+const READ_CHUNK: usize = 16_384;
+
+/// Reads every subscriber element from the store (two indexed joins), building the
+/// state from each chunk of rows while the store reads the next.
 pub async fn load_elements(
     store: &Store,
     dynamic_pools: &[IpNet],
 ) -> Result<Enforced, NftablesError> {
-    // Same rule as `elements_of`, row by row: no allocation per row beyond the map.
-    let opted_out = store.opted_out_open_leases().await?;
-    let mut per_login: FastMap<String, Vec<Element>> =
-        FastMap::with_capacity_and_hasher(opted_out.len(), Default::default());
-    for h in opted_out {
-        if in_dynamic_pool(dynamic_pools, &h.net) {
-            let e = Element {
-                purpose: Purpose::Allowed,
-                net: h.net,
-            };
-            per_login.entry(h.login).or_default().push(e);
+    let mut enforced = Enforced::default();
+    // Same rule as `elements_of`, row by row.
+    let mut chunks = store.opted_out_open_leases_chunks(READ_CHUNK);
+    while let Some(chunk) = chunks.recv().await {
+        for h in chunk? {
+            if in_dynamic_pool(dynamic_pools, &h.net) {
+                let e = Element {
+                    purpose: Purpose::Allowed,
+                    net: h.net,
+                };
+                enforced.add(h.login, e);
+            }
         }
     }
     for h in store.reinstated_static_addresses().await? {
@@ -57,9 +63,31 @@ pub async fn load_elements(
             purpose: Purpose::Blocked,
             net: h.net,
         };
-        per_login.entry(h.login).or_default().push(e);
+        enforced.add(h.login, e);
     }
-    Ok(Enforced::from_logins(per_login))
+    enforced.finish();
+    Ok(enforced)
+}
+
+/// Where the time of the last full load went (the benchmark reports these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadTimes {
+    /// Store query and building what is enforced.
+    pub read: Duration,
+    /// Rendering the ruleset text.
+    pub render: Duration,
+    /// `nft -f` committing it.
+    pub nft: Duration,
+    /// Subscriber elements loaded.
+    pub elements: usize,
+    /// Size of the ruleset text.
+    pub bytes: usize,
+}
+
+impl LoadTimes {
+    pub fn total(&self) -> Duration {
+        self.read + self.render + self.nft
+    }
 }
 
 /// The table of this process and what it believes is in it.
@@ -71,6 +99,7 @@ pub struct Enforcer {
     generation: u32,
     reconciles: u64,
     applied: Option<tokio::sync::mpsc::UnboundedSender<ruleset::Changes>>,
+    last_load: LoadTimes,
 }
 
 impl Enforcer {
@@ -83,6 +112,7 @@ impl Enforcer {
             generation: initial_generation(),
             reconciles: 0,
             applied: None,
+            last_load: LoadTimes::default(),
         }
     }
 
@@ -92,22 +122,37 @@ impl Enforcer {
         let enforced = load_elements(&self.store, &self.config.network.dynamic_pools).await?;
         let read = started.elapsed();
         let generation = self.generation.wrapping_add(1);
-        let text = render_table(
+        let text = render_table_json(
             &TableSpec::from_config(&self.config, generation),
             enforced.elements(),
         );
-        self.runner.load(&text).await?;
+        let render = started.elapsed() - read;
+        self.runner.load_json(&text).await?;
+        let times = LoadTimes {
+            read,
+            render,
+            nft: started.elapsed() - read - render,
+            elements: enforced.len(),
+            bytes: text.len(),
+        };
         tracing::info!(
             table = %self.config.enforce.table,
-            elements = enforced.len(),
+            elements = times.elements,
             generation,
-            read_ms = read.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
+            read_ms = times.read.as_millis() as u64,
+            render_ms = times.render.as_millis() as u64,
+            nft_ms = times.nft.as_millis() as u64,
             "nftables table loaded"
         );
         self.enforced = enforced;
         self.generation = generation;
+        self.last_load = times;
         Ok(())
+    }
+
+    /// Phase times of the last successful full load.
+    pub fn last_load(&self) -> LoadTimes {
+        self.last_load
     }
 
     /// Applies one batch of events: incremental when possible, a full load otherwise.
