@@ -3,8 +3,15 @@
 # portcullis' RADIUS server is benchmarked against: PAP from a users file, accounting
 # answered, on 127.0.0.1 only.
 #
-#   bench/freeradius.sh start DIR AUTH_PORT ACCT_PORT SECRET USERS_FILE
+#   bench/freeradius.sh start DIR AUTH_PORT ACCT_PORT SECRET USERS_FILE [ACCOUNTING]
 #   bench/freeradius.sh stop DIR
+#
+# ACCOUNTING is what FreeRADIUS does with an Accounting-Request before answering it:
+#   ok      nothing (the default): answered, nothing recorded;
+#   detail  one record appended to DIR/log/detail per packet (buffered writes, no
+#           fsync, like FreeRADIUS' stock `detail` module).
+# Replies to Access-Requests carry a Message-Authenticator (Blast-RADIUS; FreeRADIUS
+# before 3.2.5 adds one only when asked, hence the `update reply` in post-auth).
 #
 # USERS_FILE is in FreeRADIUS "users" format, e.g.
 #   alice Cleartext-Password := "pw"
@@ -20,6 +27,11 @@ if [[ $cmd == stop ]]; then
 fi
 
 auth=${3:?AUTH_PORT}; acct=${4:?ACCT_PORT}; secret=${5:?SECRET}; users=$(realpath "${6:?USERS_FILE}")
+accounting=${7:-ok}
+case $accounting in
+    ok|detail) ;;
+    *) echo "ACCOUNTING must be ok or detail, not '$accounting'" >&2; exit 2 ;;
+esac
 mkdir -p "$dir/log" "$dir/run"
 cp /etc/freeradius/3.0/dictionary "$dir/dictionary" 2>/dev/null || : > "$dir/dictionary"
 
@@ -40,8 +52,10 @@ db_dir = $dir
 libdir = /usr/lib/freeradius
 pidfile = $dir/run/radiusd.pid
 max_request_time = 30
+# Replies are kept this long for retransmissions, as portcullis' DEDUP_WINDOW.
 cleanup_delay = 5
-max_requests = 65536
+# Every request within cleanup_delay counts: room for 5 s at 100,000 requests/s.
+max_requests = 1048576
 hostname_lookups = no
 log {
     destination = files
@@ -75,6 +89,13 @@ modules {
     always ok {
         rcode = ok
     }
+    detail {
+        filename = $dir/log/detail
+        escape_filenames = no
+        permissions = 0600
+        header = "%t"
+        locking = no
+    }
 }
 server default {
     listen {
@@ -96,11 +117,16 @@ server default {
             pap
         }
     }
+    post-auth {
+        update reply {
+            Message-Authenticator := 0x00
+        }
+    }
     preacct {
         ok
     }
     accounting {
-        ok
+        $accounting
     }
 }
 CF

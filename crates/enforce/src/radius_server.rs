@@ -26,8 +26,12 @@ use std::time::{Duration, Instant};
 
 use policy::{IpNet, Timestamp};
 use radius::{AcctStatusType, Attribute, Code, Packet};
-use store::{RadiusProfile, SessionReport, Store};
+use store::{RadiusProfile, SessionEvent, SessionReport, Store};
 use tokio::net::UdpSocket;
+
+#[path = "radius/profiles.rs"]
+mod profiles;
+use profiles::Profiles;
 
 /// How long a reply is kept to answer a retransmission of its request.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(5);
@@ -188,6 +192,7 @@ struct Server {
     store: Store,
     dedup: Mutex<Dedup>,
     passwords: Mutex<HashMap<String, CachedPassword>>,
+    profiles: Arc<Profiles>,
     /// Process-random salt for the in-memory password digests.
     salt: [u8; 16],
     /// One argon2id verification per core at a time.
@@ -195,71 +200,66 @@ struct Server {
     /// Verifications running or waiting, and the most allowed.
     hash_queue: std::sync::atomic::AtomicUsize,
     hash_queue_max: usize,
-    /// Interim-Updates on their way to [`batch_interims`].
-    interims: tokio::sync::mpsc::Sender<InterimJob>,
+    /// Accounting reports on their way to [`group_commit`].
+    accounting: tokio::sync::mpsc::Sender<AccountingJob>,
 }
 
-type InterimJob = (
+/// An accounting packet's report on its way to [`group_commit`], and where its
+/// result goes once the transaction holding it committed.
+type AccountingJob = (
+    SessionEvent,
     SessionReport,
     tokio::sync::oneshot::Sender<Result<usize, store::StoreError>>,
 );
 
-/// Most Interim-Updates written in one transaction.
-const INTERIM_BATCH: usize = 1024;
+/// Most accounting packets written in one transaction.
+const ACCOUNTING_BATCH: usize = 1024;
 
-/// Group commit for Interim-Updates, by far the most frequent accounting packet: what
-/// queued while the previous transaction ran goes into the next one, so the store
-/// pays one commit (one fsync) per batch instead of per packet. Reports whose session
-/// lacks a lease take the full path one by one.
-async fn batch_interims(store: Store, mut jobs: tokio::sync::mpsc::Receiver<InterimJob>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < INTERIM_BATCH {
+/// Group commit for accounting Start, Interim-Update and Stop: what queued while the
+/// previous transaction ran goes into the next one, so the store pays one commit (one
+/// fsync) per batch instead of per packet, and each packet is answered only once its
+/// transaction committed. The store retries a failed batch packet by packet, so one
+/// bad packet does not fail the others.
+async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<AccountingJob>) {
+    let mut batch = Vec::with_capacity(ACCOUNTING_BATCH);
+    let mut replies = Vec::with_capacity(ACCOUNTING_BATCH);
+    while let Some((event, report, reply)) = jobs.recv().await {
+        batch.push((event, report));
+        replies.push(reply);
+        while batch.len() < ACCOUNTING_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok((event, report, reply)) => {
+                    batch.push((event, report));
+                    replies.push(reply);
+                }
                 Err(_) => break,
             }
         }
-        let reports: Vec<SessionReport> = batch.iter().map(|(r, _)| r.clone()).collect();
-        match store.sessions_seen(&reports).await {
-            Ok(seen) => {
-                for ((report, reply), complete) in batch.into_iter().zip(seen) {
-                    if complete {
-                        let _ = reply.send(Ok(0));
-                    } else {
-                        // Off the batch loop, so one slow report does not hold up the next batch.
-                        let store = store.clone();
-                        tokio::spawn(async move {
-                            let _ = reply.send(store.session_interim(&report).await);
-                        });
-                    }
-                }
-            }
-            Err(e) => {
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(store::StoreError::Backend(e.to_string())));
-                }
-            }
+        let results = store.sessions_accounted(&batch).await;
+        for (reply, result) in replies.drain(..).zip(results) {
+            let _ = reply.send(result);
         }
+        batch.clear();
     }
 }
 
 impl Server {
-    /// The server and its Interim-Update batcher task.
+    /// The server and its accounting group-commit task.
     fn new(config: Arc<config::Config>, store: Store) -> (Server, tokio::task::JoinHandle<()>) {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (interims, jobs) = tokio::sync::mpsc::channel(INTERIM_BATCH * 4);
-        let batcher = tokio::spawn(batch_interims(store.clone(), jobs));
+        let (accounting, jobs) = tokio::sync::mpsc::channel(ACCOUNTING_BATCH * 4);
+        let batcher = tokio::spawn(group_commit(store.clone(), jobs));
         let server = Server {
             config,
             store,
             dedup: Mutex::new(Dedup::default()),
             passwords: Mutex::new(HashMap::new()),
+            profiles: Arc::new(Profiles::default()),
             salt: radius::crypto::random_authenticator(),
             hashers: tokio::sync::Semaphore::new(cores),
             hash_queue: std::sync::atomic::AtomicUsize::new(0),
             hash_queue_max: cores * HASH_QUEUE_PER_CORE,
-            interims,
+            accounting,
         };
         (server, batcher)
     }
@@ -355,18 +355,45 @@ impl Server {
         }
     }
 
+    /// The reply to an admitted request, when everything the decision needs is in
+    /// memory (an Access-Request whose profile and password check are cached, or one
+    /// rejected on its face); None when it needs [`Server::handle`].
+    fn answer_now(&self, req: &Packet, secret: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        if req.code != Code::AccessRequest {
+            return None;
+        }
+        let reply = match self.credentials(req, secret) {
+            Ok((login, password)) => {
+                let profile = self.profiles.get(login)?;
+                let phc = profile.password_hash.as_deref()?;
+                if !self.password_cached(login, &password, phc) {
+                    return None;
+                }
+                self.accepted(login, &profile)
+            }
+            Err(reject) => reject,
+        };
+        self.finish(reply, req, secret, from)
+    }
+
     async fn handle(&self, req: &Packet, secret: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
-        let mut reply = match req.code {
-            Code::AccessRequest => {
-                count(&COUNTERS.access_requests);
-                self.access(req, secret).await
-            }
-            Code::AccountingRequest => {
-                count(&COUNTERS.accounting_requests);
-                self.accounting(req, from.ip().to_canonical()).await
-            }
+        let reply = match req.code {
+            Code::AccessRequest => self.access(req, secret).await,
+            Code::AccountingRequest => self.accounting(req, from.ip().to_canonical()).await,
             _ => None,
         }?;
+        self.finish(reply, req, secret, from)
+    }
+
+    /// Signs `reply` to `req`, echoing its identifier and Proxy-State.
+    fn finish(
+        &self,
+        mut reply: Packet,
+        req: &Packet,
+        secret: &[u8],
+        from: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        reply.identifier = req.identifier;
         // Proxy-State goes back unchanged, in order (RFC 2865 section 5.33).
         reply.attributes.extend(
             req.attributes
@@ -383,24 +410,21 @@ impl Server {
         }
     }
 
-    fn reject(&self, login: &str, why: &str) -> Option<Packet> {
+    fn reject(&self, login: &str, why: &str) -> Packet {
         count(&COUNTERS.access_rejects);
         tracing::info!(login, "Access-Reject: {why}");
-        Some(Packet::new(Code::AccessReject, 0).with(Attribute::ReplyMessage(why.to_string())))
+        Packet::new(Code::AccessReject, 0).with(Attribute::ReplyMessage(why.to_string()))
     }
 
-    async fn access(&self, req: &Packet, secret: &[u8]) -> Option<Packet> {
-        let mut reply = self.access_decision(req, secret).await?;
-        reply.identifier = req.identifier;
-        Some(reply)
-    }
-
-    async fn access_decision(&self, req: &Packet, secret: &[u8]) -> Option<Packet> {
+    /// The login and cleartext password of a PAP Access-Request, or the reject for
+    /// one that has none.
+    fn credentials<'a>(&self, req: &'a Packet, secret: &[u8]) -> Result<(&'a str, String), Packet> {
+        let reject = |login, why| Err(self.reject(login, why));
         let Some(login) = req.user_name() else {
-            return self.reject("", "no User-Name in the request");
+            return reject("", "no User-Name in the request");
         };
-        let hidden = req.find(|a| match a {
-            Attribute::UserPassword(h) => Some(h.clone()),
+        let hidden = req.attributes.iter().find_map(|a| match a {
+            Attribute::UserPassword(h) => Some(h),
             _ => None,
         });
         let Some(hidden) = hidden else {
@@ -413,48 +437,59 @@ impl Server {
                     login,
                     "CHAP Access-Request rejected: configure the NAS for PAP"
                 );
-                return self.reject(
+                return reject(
                     login,
                     "CHAP is not supported: this server keeps only one-way password hashes; use PAP",
                 );
             }
-            return self.reject(
+            return reject(
                 login,
                 "no User-Password in the request (only PAP is supported)",
             );
         };
-        let Some(password) = radius::unhide_password(&hidden, secret, &req.authenticator)
+        match radius::unhide_password(hidden, secret, &req.authenticator)
             .ok()
             .and_then(|p| String::from_utf8(p).ok())
-        else {
-            return self.reject(login, "User-Password could not be decoded");
+        {
+            Some(password) => Ok((login, password)),
+            None => reject(login, "User-Password could not be decoded"),
+        }
+    }
+
+    async fn access(&self, req: &Packet, secret: &[u8]) -> Option<Packet> {
+        let (login, password) = match self.credentials(req, secret) {
+            Ok(c) => c,
+            Err(reject) => return Some(reject),
         };
-        let profile = match self.store.radius_profile(login).await {
+        let profile = match self.profile(login).await {
             Ok(Some(s)) => s,
-            Ok(None) => return self.reject(login, "unknown login"),
+            Ok(None) => return Some(self.reject(login, "unknown login")),
             Err(e) => {
                 count(&COUNTERS.store_errors);
                 tracing::error!(login, "store failed during Access-Request: {e}");
                 return None;
             }
         };
-        let Some(phc) = profile.password_hash.clone() else {
-            return self.reject(login, "the subscriber has no password set");
+        let Some(phc) = profile.password_hash.as_deref() else {
+            return Some(self.reject(login, "the subscriber has no password set"));
         };
         match self.password_matches(login, &password, phc).await {
-            Some(true) => {}
-            Some(false) => return self.reject(login, "wrong password"),
+            Some(true) => Some(self.accepted(login, &profile)),
+            Some(false) => Some(self.reject(login, "wrong password")),
             None => {
                 count(&COUNTERS.shed);
                 tracing::debug!(
                     login,
                     "Access-Request shed: too many password checks queued"
                 );
-                return None;
+                None
             }
         }
+    }
+
+    fn accepted(&self, login: &str, s: &RadiusProfile) -> Packet {
         count(&COUNTERS.access_accepts);
-        Some(self.accept(login, &profile))
+        self.accept(login, s)
     }
 
     fn accept(&self, login: &str, s: &RadiusProfile) -> Packet {
@@ -471,23 +506,43 @@ impl Server {
         p
     }
 
+    /// The subscriber's Access-Request view, from the cache or the store.
+    async fn profile(&self, login: &str) -> Result<Option<Arc<RadiusProfile>>, store::StoreError> {
+        if let Some(p) = self.profiles.get(login) {
+            return Ok(Some(p));
+        }
+        let generation = self.profiles.generation();
+        let Some(p) = self.store.radius_profile(login).await? else {
+            return Ok(None);
+        };
+        let p = Arc::new(p);
+        self.profiles.insert(generation, login, p.clone());
+        Ok(Some(p))
+    }
+
     fn digest(&self, password: &str) -> [u8; 16] {
         radius::crypto::chap_response(0, &self.salt, password.as_bytes())
     }
 
-    /// Whether `password` matches `phc`; None when the server is too busy to check.
-    async fn password_matches(&self, login: &str, password: &str, phc: String) -> Option<bool> {
+    /// Whether `password` matched `phc` for `login` within [`PASSWORD_CACHE_TTL`].
+    fn password_cached(&self, login: &str, password: &str, phc: &str) -> bool {
         let digest = self.digest(password);
-        if let Ok(cache) = self.passwords.lock() {
-            if let Some(c) = cache.get(login) {
-                if c.phc == phc
-                    && c.at.elapsed() < PASSWORD_CACHE_TTL
-                    && radius::crypto::ct_eq(&c.digest, &digest)
-                {
-                    return Some(true);
-                }
-            }
+        let Ok(cache) = self.passwords.lock() else {
+            return false;
+        };
+        cache.get(login).is_some_and(|c| {
+            c.phc == phc
+                && c.at.elapsed() < PASSWORD_CACHE_TTL
+                && radius::crypto::ct_eq(&c.digest, &digest)
+        })
+    }
+
+    /// Whether `password` matches `phc`; None when the server is too busy to check.
+    async fn password_matches(&self, login: &str, password: &str, phc: &str) -> Option<bool> {
+        if self.password_cached(login, password, phc) {
+            return Some(true);
         }
+        let digest = self.digest(password);
         // argon2id takes tens of milliseconds and 19 MiB: at most one per core runs,
         // off the async workers, and beyond a short queue requests are shed unanswered
         // (the NAS retransmits) instead of piling up work nobody waits for any more.
@@ -497,7 +552,7 @@ impl Server {
         }
         let permit = self.hashers.acquire().await;
         let pw = password.to_string();
-        let hash = phc.clone();
+        let hash = phc.to_string();
         let ok = tokio::task::spawn_blocking(move || store::password::verify_password(&pw, &hash))
             .await
             .unwrap_or(false);
@@ -511,7 +566,7 @@ impl Server {
                 cache.insert(
                     login.to_string(),
                     CachedPassword {
-                        phc,
+                        phc: phc.to_string(),
                         digest,
                         at: Instant::now(),
                     },
@@ -521,11 +576,18 @@ impl Server {
         Some(ok)
     }
 
-    /// Hands an Interim-Update to the batcher and waits for its transaction.
-    async fn interim(&self, report: SessionReport) -> Result<usize, store::StoreError> {
+    /// Hands an accounting report to the group commit and waits for its transaction.
+    async fn account(
+        &self,
+        event: SessionEvent,
+        report: SessionReport,
+    ) -> Result<usize, store::StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let gone = || store::StoreError::Backend("interim-update batcher stopped".into());
-        self.interims.send((report, tx)).await.map_err(|_| gone())?;
+        let gone = || store::StoreError::Backend("accounting group commit stopped".into());
+        self.accounting
+            .send((event, report, tx))
+            .await
+            .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
@@ -558,13 +620,14 @@ impl Server {
                     tracing::info!(%nas, "Accounting-Request without User-Name or Acct-Session-Id dropped");
                     return None;
                 };
-                let r = match status {
-                    AcctStatusType::Start => self.store.session_started(&report).await,
-                    AcctStatusType::InterimUpdate => self.interim(report.clone()).await,
-                    _ => self.store.session_stopped(&report).await,
+                let event = match status {
+                    AcctStatusType::Start => SessionEvent::Start,
+                    AcctStatusType::InterimUpdate => SessionEvent::Interim,
+                    _ => SessionEvent::Stop,
                 };
-                r.map(|n| {
-                    tracing::debug!(%nas, login = %report.login, session = %report.session_id, leases = n, "accounting {:?}", status);
+                let (login, session) = (report.login.clone(), report.session_id.clone());
+                self.account(event, report).await.map(|n| {
+                    tracing::debug!(%nas, %login, %session, leases = n, "accounting {:?}", status);
                 })
             }
             AcctStatusType::Other(_) => Ok(()),
@@ -627,6 +690,19 @@ async fn serve(socket: Arc<UdpSocket>, server: Arc<Server>, port: Port) {
                 secret,
                 key,
             } => {
+                count(match port {
+                    Port::Auth => &COUNTERS.access_requests,
+                    Port::Acct => &COUNTERS.accounting_requests,
+                });
+                // Answered from memory right here when possible: no task, no wake-up.
+                if let Some(reply) = server.answer_now(&packet, &secret, from) {
+                    let reply = Arc::new(reply);
+                    server.settle(key, Some(reply.clone()));
+                    if let Err(e) = socket.send_to(&reply, from).await {
+                        tracing::warn!(%from, "cannot send RADIUS reply: {e}");
+                    }
+                    continue;
+                }
                 let socket = socket.clone();
                 let server = server.clone();
                 tokio::spawn(async move {
@@ -662,6 +738,28 @@ async fn sweep(store: Store) {
     }
 }
 
+/// One socket per core on `addr` (SO_REUSEPORT: the kernel spreads clients over them
+/// by address and port, so each NAS's packets, retransmissions included, keep to one
+/// socket), each with its own receive loop. Linux lets only processes of the same
+/// user join the group.
+fn bind_per_core(addr: SocketAddr) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut sockets = Vec::with_capacity(cores);
+    let mut at = addr;
+    for _ in 0..cores {
+        let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&at.into())?;
+        let s = UdpSocket::from_std(s.into())?;
+        // Port 0 asks for any port: the others join the first one's.
+        at = s.local_addr()?;
+        sockets.push(s);
+    }
+    Ok(sockets)
+}
+
 /// Binds `radius.listen_auth` and `radius.listen_acct` and serves them; also starts
 /// the stale-session sweeper when accounting is served. Fails (naming the address)
 /// if a listener cannot be bound.
@@ -675,11 +773,10 @@ pub async fn start(
         (&config.radius.listen_acct, Port::Acct),
     ] {
         for addr in addrs {
-            let socket = UdpSocket::bind(addr)
-                .await
+            let bound = bind_per_core(*addr)
                 .map_err(|e| format!("cannot bind RADIUS listener {addr}: {e}"))?;
-            tracing::info!(%addr, ?port, "RADIUS listening");
-            sockets.push((Arc::new(socket), port));
+            tracing::info!(%addr, ?port, sockets = bound.len(), "RADIUS listening");
+            sockets.extend(bound.into_iter().map(|s| (Arc::new(s), port)));
         }
     }
     if !sockets.is_empty() && config.radius.clients.is_empty() {
@@ -691,6 +788,12 @@ pub async fn start(
         .into_iter()
         .map(|(s, port)| tokio::spawn(serve(s, server.clone(), port)))
         .collect();
+    if !config.radius.listen_auth.is_empty() {
+        tasks.push(tokio::spawn(profiles::follow(
+            server.profiles.clone(),
+            store.clone(),
+        )));
+    }
     if !config.radius.listen_acct.is_empty() {
         // The batcher lives as long as the listeners (it ends when they drop the server).
         tasks.push(batcher);

@@ -41,7 +41,7 @@ pub use queue::{
     new_queue_id, NewQueuedMessage, NewQueuedRecipient, QueuedMessage, QueuedRecipient,
     RecipientStatus,
 };
-pub use sessions::{LiveSession, RadiusProfile, SessionReport};
+pub use sessions::{LiveSession, RadiusProfile, SessionEvent, SessionReport};
 pub use subscribers::{NewSubscriber, OptoutRequest};
 
 use db::Db;

@@ -5,12 +5,13 @@
 //! whose interim updates stopped, finds the live sessions of a login for CoA, and
 //! records CoA outcomes in the audit log. It does not decide anything: `enforce` does.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
 use policy::{Actor, IpNet, LeaseSource, Port25State, Timestamp};
 use serde_json::json;
 
-use crate::db::Stmt;
+use crate::db::{Stmt, Value};
 use crate::error::StoreError;
 use crate::events::append;
 use crate::leases::key_hex;
@@ -62,65 +63,96 @@ impl SessionReport {
     }
 }
 
-/// How many leases a list of statements from `open_stmts` opens.
-fn count_inserts(stmts: &[Stmt]) -> usize {
-    stmts
-        .iter()
-        .filter(|s| s.sql.starts_with("INSERT INTO leases"))
-        .count()
+/// The kind of accounting packet a [`SessionReport`] came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    Start,
+    Interim,
+    Stop,
 }
 
+/// A session as the store holds it: its NAS and Acct-Session-Id.
+type SessionKey = (String, String);
+
+/// Every RADIUS lease of a session, as (net, still open).
+type SessionLeases = Vec<(String, bool)>;
+
+/// The most reports whose sessions are read with one query.
+const READ_CHUNK: usize = 500;
+
+/// How often a lone report is retried when a concurrent writer got there first.
+const CONFLICT_RETRIES: usize = 3;
+
 impl Store {
-    /// The open RADIUS leases (id, net) of one session.
-    async fn open_session_nets(
+    /// The RADIUS leases of the sessions `reports` name, open or closed.
+    async fn session_leases(
         &self,
-        nas: IpAddr,
-        session_id: &str,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        self.session_nets(nas, session_id, "AND end_at IS NULL")
-            .await
+        reports: &[&SessionReport],
+    ) -> Result<HashMap<SessionKey, SessionLeases>, StoreError> {
+        let mut known: HashMap<SessionKey, SessionLeases> = HashMap::new();
+        for r in reports {
+            known
+                .entry((r.nas.to_string(), r.session_id.clone()))
+                .or_default();
+        }
+        let keys: Vec<SessionKey> = known.keys().cloned().collect();
+        for chunk in keys.chunks(READ_CHUNK) {
+            let nases: BTreeSet<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
+            let ids: BTreeSet<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
+            let list = |from: usize, n: usize| {
+                (from..from + n)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            // Both lists are answered by the (nas, session_id) index; pairs that
+            // match across two sessions are sorted out below.
+            let sql = format!(
+                "SELECT nas, session_id, net, end_at FROM leases WHERE source = 'radius' \
+                 AND nas IN ({}) AND session_id IN ({}) ORDER BY id",
+                list(1, nases.len()),
+                list(1 + nases.len(), ids.len())
+            );
+            let values = nases
+                .iter()
+                .chain(ids.iter())
+                .map(|v| Value::from(*v))
+                .collect();
+            for r in self.db.query(&sql, values).await? {
+                if let Some(leases) = known.get_mut(&(r.text(0)?, r.text(1)?)) {
+                    leases.push((r.text(2)?, r.opt_int(3)?.is_none()));
+                }
+            }
+        }
+        Ok(known)
     }
 
-    /// The RADIUS leases (id, net) of one session, narrowed by the SQL in `and`.
-    async fn session_nets(
-        &self,
-        nas: IpAddr,
-        session_id: &str,
-        and: &str,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = self
-            .db
-            .query(
-                &format!("SELECT id, net FROM leases WHERE nas = $1 AND session_id = $2 AND source = 'radius' {and}"),
-                params![nas.to_string(), session_id],
-            )
-            .await?;
-        rows.iter().map(|r| Ok((r.int(0)?, r.text(1)?))).collect()
-    }
-
-    /// Statements opening leases for the nets of `report` not open yet, starting at `start`.
+    /// Statements opening leases for the nets of `report` not open in `leases` (or,
+    /// with an `end`, not known at all), and their events; `leases` learns them.
     fn open_stmts(
         &self,
         report: &SessionReport,
-        open: &[(i64, String)],
-        start: Timestamp,
+        leases: &mut SessionLeases,
         end: Option<Timestamp>,
         last_seen: Option<Timestamp>,
-    ) -> Vec<Stmt> {
+        stmts: &mut Vec<Stmt>,
+    ) -> usize {
         let now = self.now();
-        let mut stmts = Vec::new();
-        for net in report
-            .nets
-            .iter()
-            .filter(|n| !open.iter().any(|(_, o)| *o == n.to_string()))
-        {
+        let start = report.started_at();
+        let mut opened = 0;
+        for net in &report.nets {
+            let text = net.to_string();
+            let skip = |(n, open): &(String, bool)| *n == text && (*open || end.is_some());
+            if leases.iter().any(skip) {
+                continue;
+            }
             let (lo, hi) = net.key_range();
             stmts.push(Stmt::new(
                 "INSERT INTO leases (login, net, lo, hi, start_at, end_at, source, session_id, nas, last_seen) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 params![
                     &report.login,
-                    net.to_string(),
+                    &text,
                     key_hex(lo),
                     key_hex(hi),
                     start.0,
@@ -141,78 +173,144 @@ impl Store {
             if end.is_some() {
                 stmts.push(append(now, "lease.closed", Some(&report.login), payload));
             }
+            leases.push((text, end.is_none()));
+            opened += 1;
         }
-        stmts
+        opened
+    }
+
+    /// The statements one accounting packet needs given what its session holds
+    /// (`leases`, updated as if they ran), and the number of leases it opens or closes.
+    fn account_stmts(
+        &self,
+        event: SessionEvent,
+        report: &SessionReport,
+        leases: &mut SessionLeases,
+        stmts: &mut Vec<Stmt>,
+    ) -> usize {
+        match event {
+            // A retransmitted Start changes nothing: its nets are open already.
+            SessionEvent::Start => self.open_stmts(report, leases, None, None, stmts),
+            SessionEvent::Interim => {
+                let opened = self.open_stmts(report, leases, None, Some(report.at), stmts);
+                stmts.push(Stmt::new(
+                    "UPDATE leases SET last_seen = $1 WHERE nas = $2 AND session_id = $3 AND end_at IS NULL AND source = 'radius'",
+                    params![report.at.0, report.nas.to_string(), &report.session_id],
+                ));
+                opened
+            }
+            SessionEvent::Stop => {
+                let closed = leases.iter().filter(|(_, open)| *open).count();
+                if closed == 0 {
+                    // A Stop for a session whose Start was lost still records who held
+                    // the addresses; nets it already has (closed) leases for were
+                    // recorded by an earlier copy of this Stop.
+                    return self.open_stmts(
+                        report,
+                        leases,
+                        Some(report.at),
+                        Some(report.at),
+                        stmts,
+                    );
+                }
+                let now = self.now();
+                stmts.push(
+                    Stmt::new(
+                        "UPDATE leases SET end_at = $1, last_seen = $1 WHERE nas = $2 AND session_id = $3 AND end_at IS NULL AND source = 'radius'",
+                        params![report.at.0, report.nas.to_string(), &report.session_id],
+                    )
+                    // Fewer means a concurrent writer closed some: read again.
+                    .expect(closed as u64),
+                );
+                for lease in leases.iter_mut().filter(|(_, open)| *open) {
+                    lease.1 = false;
+                    stmts.push(append(
+                        now,
+                        "lease.closed",
+                        Some(&report.login),
+                        json!({ "net": lease.0, "session_id": report.session_id }),
+                    ));
+                }
+                closed
+            }
+        }
+    }
+
+    /// Runs `batch` in one transaction; per report, the leases it opened or closed.
+    async fn account_together(
+        &self,
+        batch: &[(SessionEvent, SessionReport)],
+    ) -> Result<Vec<usize>, StoreError> {
+        let reports: Vec<&SessionReport> = batch.iter().map(|(_, r)| r).collect();
+        let mut known = self.session_leases(&reports).await?;
+        let mut stmts = Vec::with_capacity(batch.len() * 3);
+        let mut counts = Vec::with_capacity(batch.len());
+        for (event, report) in batch {
+            let leases = known
+                .entry((report.nas.to_string(), report.session_id.clone()))
+                .or_default();
+            counts.push(self.account_stmts(*event, report, leases, &mut stmts));
+        }
+        if !stmts.is_empty() {
+            let events = stmts
+                .iter()
+                .any(|s| s.sql.starts_with("INSERT INTO events"));
+            self.db.tx(stmts, events).await?;
+        }
+        Ok(counts)
+    }
+
+    /// One accounting packet in its own transaction, read again and retried when a
+    /// concurrent writer (a Stop, the stale-session sweeper) changed the session first.
+    async fn account_one(
+        &self,
+        event: SessionEvent,
+        report: &SessionReport,
+    ) -> Result<usize, StoreError> {
+        let batch = [(event, report.clone())];
+        let mut tries = 0;
+        loop {
+            match self.account_together(&batch).await {
+                Err(StoreError::Conflict) if tries < CONFLICT_RETRIES => tries += 1,
+                r => return r.map(|counts| counts[0]),
+            }
+        }
+    }
+
+    /// Accounting packets in bulk, in order: what arrived together is written in one
+    /// transaction (one commit, one fsync), and each result is known only once that
+    /// transaction committed. If the transaction fails, each packet is retried in its
+    /// own, so one bad packet fails only itself. Per packet, the number of leases it
+    /// opened or closed, as [`Store::session_started`], [`Store::session_interim`] and
+    /// [`Store::session_stopped`] return.
+    pub async fn sessions_accounted(
+        &self,
+        batch: &[(SessionEvent, SessionReport)],
+    ) -> Vec<Result<usize, StoreError>> {
+        match self.account_together(batch).await {
+            Ok(counts) => counts.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() == 1 && !matches!(e, StoreError::Conflict) => vec![Err(e)],
+            Err(_) => {
+                let mut results = Vec::with_capacity(batch.len());
+                for (event, report) in batch {
+                    results.push(self.account_one(*event, report).await);
+                }
+                results
+            }
+        }
     }
 
     /// Accounting Start: opens a lease per net not already open in this session (a
     /// retransmitted Start changes nothing). Returns the number of leases opened.
     pub async fn session_started(&self, report: &SessionReport) -> Result<usize, StoreError> {
-        let open = self
-            .open_session_nets(report.nas, &report.session_id)
-            .await?;
-        let stmts = self.open_stmts(report, &open, report.started_at(), None, None);
-        let opened = count_inserts(&stmts);
-        if opened > 0 {
-            self.db.tx(stmts, true).await?;
-        }
-        Ok(opened)
+        self.account_one(SessionEvent::Start, report).await
     }
 
     /// Accounting Interim-Update: records that the session is alive and opens leases
     /// for nets that have none (a missed Start, or an address added mid-session),
     /// started `session_time` before `at`. Returns the number of leases opened.
     pub async fn session_interim(&self, report: &SessionReport) -> Result<usize, StoreError> {
-        let open = self
-            .open_session_nets(report.nas, &report.session_id)
-            .await?;
-        let mut stmts = self.open_stmts(report, &open, report.started_at(), None, Some(report.at));
-        let opened = count_inserts(&stmts);
-        stmts.push(Stmt::new(
-            "UPDATE leases SET last_seen = $1 WHERE nas = $2 AND session_id = $3 AND end_at IS NULL AND source = 'radius'",
-            params![report.at.0, report.nas.to_string(), &report.session_id],
-        ));
-        self.db.tx(stmts, opened > 0).await?;
-        Ok(opened)
-    }
-
-    /// Interim-Updates in bulk, in one transaction: refreshes `last_seen` of each
-    /// report's open leases. Returns, per report, whether every net it names (or, naming
-    /// none, at least one) had an open lease; for the others the caller takes the full
-    /// path, [`Store::session_interim`], which opens what is missing.
-    pub async fn sessions_seen(&self, reports: &[SessionReport]) -> Result<Vec<bool>, StoreError> {
-        if reports.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stmts = reports
-            .iter()
-            .map(|r| {
-                let mut sql = String::from(
-                    "UPDATE leases SET last_seen = $1 WHERE nas = $2 AND session_id = $3 \
-                     AND end_at IS NULL AND source = 'radius'",
-                );
-                let mut values = params![r.at.0, r.nas.to_string(), &r.session_id];
-                if !r.nets.is_empty() {
-                    let list: Vec<String> =
-                        (4..4 + r.nets.len()).map(|i| format!("${i}")).collect();
-                    sql.push_str(&format!(" AND net IN ({})", list.join(", ")));
-                    values.extend(r.nets.iter().map(|n| crate::Value::from(n.to_string())));
-                }
-                Stmt::new(sql, values)
-            })
-            .collect();
-        let counts = self.db.tx(stmts, false).await?;
-        Ok(reports
-            .iter()
-            .zip(counts)
-            .map(|(r, n)| {
-                if r.nets.is_empty() {
-                    n >= 1
-                } else {
-                    n as usize == r.nets.len()
-                }
-            })
-            .collect())
+        self.account_one(SessionEvent::Interim, report).await
     }
 
     /// Accounting Stop: closes every open lease of the session at `at`. A Stop for a
@@ -220,58 +318,13 @@ impl Store {
     /// `session_time` before `at`, so `whois` knows who held the address. Returns the
     /// number of leases closed or recorded.
     pub async fn session_stopped(&self, report: &SessionReport) -> Result<usize, StoreError> {
-        let open = self
-            .open_session_nets(report.nas, &report.session_id)
-            .await?;
-        let now = self.now();
-        let mut stmts = Vec::new();
-        for (id, net) in &open {
-            stmts.push(
-                Stmt::new("UPDATE leases SET end_at = $1, last_seen = $1 WHERE id = $2 AND end_at IS NULL", params![report.at.0, *id])
-                    .expect(1),
-            );
-            stmts.push(append(
-                now,
-                "lease.closed",
-                Some(&report.login),
-                json!({ "net": net, "session_id": report.session_id }),
-            ));
-        }
-        let closed = open.len();
-        let recorded = if open.is_empty() {
-            // Nets this session already has (closed) leases for were recorded by an
-            // earlier copy of this Stop.
-            let known = self
-                .session_nets(report.nas, &report.session_id, "")
-                .await?;
-            let s = self.open_stmts(
-                report,
-                &known,
-                report.started_at(),
-                Some(report.at),
-                Some(report.at),
-            );
-            let n = count_inserts(&s);
-            stmts.extend(s);
-            n
-        } else {
-            0
-        };
-        if stmts.is_empty() {
-            return Ok(0);
-        }
-        match self.db.tx(stmts, true).await {
-            Ok(_) => Ok(closed + recorded),
-            // A concurrent Stop closed it first.
-            Err(StoreError::Conflict) => Ok(0),
-            Err(e) => Err(e),
-        }
+        self.account_one(SessionEvent::Stop, report).await
     }
 
     async fn close_where(
         &self,
         filter: &str,
-        params: Vec<crate::Value>,
+        params: Vec<Value>,
         end_of: impl Fn(i64, Option<i64>) -> i64,
     ) -> Result<usize, StoreError> {
         let rows = self
@@ -382,6 +435,32 @@ impl Store {
             port25: first.text(1)?.parse().map_err(StoreError::Corrupt)?,
             framed_ipv4,
         }))
+    }
+
+    /// What may have changed [`Store::radius_profile`] answers since event `after`:
+    /// the newest event id, and per event that is not a lease change, its login
+    /// (`None`, naming no subscriber, may have changed any). Reads two columns, not
+    /// the payloads, so following a busy accounting log stays cheap.
+    pub async fn profile_changes(
+        &self,
+        after: i64,
+    ) -> Result<(i64, Vec<Option<String>>), StoreError> {
+        let newest = self.last_event_id().await?;
+        if newest <= after {
+            return Ok((after, Vec::new()));
+        }
+        let rows = self
+            .db
+            .query(
+                "SELECT login FROM events WHERE id > $1 AND id <= $2 AND kind NOT LIKE 'lease.%' ORDER BY id",
+                params![after, newest],
+            )
+            .await?;
+        let logins = rows
+            .iter()
+            .map(|r| r.opt_text(0))
+            .collect::<Result<_, _>>()?;
+        Ok((newest, logins))
     }
 
     /// Appends one audit entry, e.g. the outcome of a CoA (`actor` `system:coa`).
