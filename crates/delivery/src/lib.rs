@@ -12,6 +12,7 @@ pub mod mta_sts;
 pub mod protocol;
 pub mod routing;
 pub mod schedule;
+pub mod tls_policy;
 pub mod worker;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 pub use admin::{queue_delete, queue_flush, queue_list, queue_retry, queue_show, QueueEntry};
 pub use dkim::dkim_keygen;
 pub use error::DeliveryError;
-pub use worker::{start_with, DeliveryNode, DeliveryTunables};
+pub use worker::{start_with, BounceFn, BounceHook, DeliveryNode, DeliveryTunables};
 
 /// Starts the delivery workers. Returns at once; the workers run until shutdown.
 pub async fn start(

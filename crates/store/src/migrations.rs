@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::abuse::MIGRATION),
     (6, crate::portal::MIGRATION),
     (7, crate::delivery::MIGRATION),
+    (8, crate::mta_sts::MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "
