@@ -97,7 +97,9 @@ pub fn verify(
         }
     }
     Err(match ta_failure {
-        Some(e) => format!("the chain does not verify up to the DANE-TA trust anchor for {host}: {e}"),
+        Some(e) => {
+            format!("the chain does not verify up to the DANE-TA trust anchor for {host}: {e}")
+        }
         None => format!("no TLSA record of {host} matches the certificate chain"),
     })
 }

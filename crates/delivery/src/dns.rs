@@ -84,7 +84,11 @@ impl Dns {
         let server = server.or_else(|| {
             hickory_resolver::system_conf::read_system_conf()
                 .ok()
-                .and_then(|(c, _)| c.name_servers().first().map(|ns| SocketAddr::new(ns.ip, 53)))
+                .and_then(|(c, _)| {
+                    c.name_servers()
+                        .first()
+                        .map(|ns| SocketAddr::new(ns.ip, 53))
+                })
         });
         Ok(Dns { resolver, server })
     }
@@ -283,9 +287,13 @@ fn fqdn(name: &str) -> String {
 
 async fn udp_exchange(server: SocketAddr, wire: &[u8], id: u16) -> Result<Message, String> {
     let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().map_err(|_| "bad bind address".to_string())?
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| "bad bind address".to_string())?
     } else {
-        "[::]:0".parse().map_err(|_| "bad bind address".to_string())?
+        "[::]:0"
+            .parse()
+            .map_err(|_| "bad bind address".to_string())?
     };
     let sock = tokio::net::UdpSocket::bind(bind)
         .await

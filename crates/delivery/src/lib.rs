@@ -1,5 +1,7 @@
 //! Outbound delivery: the durable queue's workers, MX routing, the SMTP client with
-//! opportunistic STARTTLS, retries, DSN bounces (RFC 3464) and DKIM signing.
+//! opportunistic STARTTLS, MTA-STS (RFC 8461) and DANE (RFC 7672) where recipient
+//! domains publish them, smart-host AUTH over TLS, retries, DSN bounces (RFC 3464)
+//! and DKIM signing.
 
 pub mod admin;
 pub mod client;

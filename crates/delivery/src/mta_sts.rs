@@ -275,7 +275,8 @@ pub fn parse_response(host: &str, bytes: &[u8]) -> Result<String, FetchError> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| malformed("no end of headers"))?;
-    let head = std::str::from_utf8(&bytes[..split]).map_err(|_| malformed("headers are not text"))?;
+    let head =
+        std::str::from_utf8(&bytes[..split]).map_err(|_| malformed("headers are not text"))?;
     let body = &bytes[split + 4..];
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
@@ -304,9 +305,14 @@ pub fn parse_response(host: &str, bytes: &[u8]) -> Result<String, FetchError> {
         match k.trim().to_ascii_lowercase().as_str() {
             "content-type" => content_type = Some(v.to_string()),
             "content-length" => {
-                length = Some(v.parse::<usize>().map_err(|_| malformed("bad Content-Length"))?)
+                length = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| malformed("bad Content-Length"))?,
+                )
             }
-            "transfer-encoding" => return Err(malformed("Transfer-Encoding in an HTTP/1.0 answer")),
+            "transfer-encoding" => {
+                return Err(malformed("Transfer-Encoding in an HTTP/1.0 answer"))
+            }
             _ => {}
         }
     }
@@ -365,11 +371,7 @@ pub fn cache_step(
 
 /// The policy of `domain` (mode `none` counts as no policy): from the store's
 /// cache or freshly fetched and cached.
-pub async fn policy_for(
-    fetcher: &Fetcher,
-    store: &store::Store,
-    domain: &str,
-) -> Option<Policy> {
+pub async fn policy_for(fetcher: &Fetcher, store: &store::Store, domain: &str) -> Option<Policy> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let record = lookup_record(&fetcher.dns, &domain).await;
     if let Err(e) = &record {
@@ -390,7 +392,11 @@ pub async fn policy_for(
             .filter(|c| c.expires_at > now)
             .and_then(|c| usable(&c.policy))
     };
-    match cache_step(record.as_ref().map(Option::as_ref).map_err(|_| ()), cached.as_ref(), now) {
+    match cache_step(
+        record.as_ref().map(Option::as_ref).map_err(|_| ()),
+        cached.as_ref(),
+        now,
+    ) {
         CacheStep::UseCached => cached_policy(),
         CacheStep::NoPolicy => None,
         CacheStep::Fetch { id } => {
@@ -499,9 +505,18 @@ mod tests {
             Err(FetchError::Redirect { status: 301, .. })
         ));
         let short = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nabc";
-        assert!(matches!(parse_response("h", short), Err(FetchError::Malformed(_))));
-        let big = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", MAX_POLICY + 1);
-        assert_eq!(parse_response("h", big.as_bytes()), Err(FetchError::TooLarge));
+        assert!(matches!(
+            parse_response("h", short),
+            Err(FetchError::Malformed(_))
+        ));
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            MAX_POLICY + 1
+        );
+        assert_eq!(
+            parse_response("h", big.as_bytes()),
+            Err(FetchError::TooLarge)
+        );
     }
 
     #[test]
@@ -516,7 +531,10 @@ mod tests {
         };
         let now = Timestamp(50);
         let later = Timestamp(100);
-        assert_eq!(cache_step(Ok(Some(&rec)), Some(&cached), now), CacheStep::UseCached);
+        assert_eq!(
+            cache_step(Ok(Some(&rec)), Some(&cached), now),
+            CacheStep::UseCached
+        );
         assert_eq!(
             cache_step(Ok(Some(&StsRecord { id: "b".into() })), Some(&cached), now),
             CacheStep::Fetch { id: "b".into() },
@@ -527,9 +545,18 @@ mod tests {
             CacheStep::Fetch { id: "a".into() },
             "an expired policy refetches"
         );
-        assert_eq!(cache_step(Err(()), Some(&cached), now), CacheStep::UseCached);
-        assert_eq!(cache_step(Ok(None), Some(&cached), now), CacheStep::UseCached);
-        assert_eq!(cache_step(Ok(None), Some(&cached), later), CacheStep::NoPolicy);
+        assert_eq!(
+            cache_step(Err(()), Some(&cached), now),
+            CacheStep::UseCached
+        );
+        assert_eq!(
+            cache_step(Ok(None), Some(&cached), now),
+            CacheStep::UseCached
+        );
+        assert_eq!(
+            cache_step(Ok(None), Some(&cached), later),
+            CacheStep::NoPolicy
+        );
         assert_eq!(cache_step(Ok(None), None, now), CacheStep::NoPolicy);
     }
 }

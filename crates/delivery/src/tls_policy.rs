@@ -105,9 +105,7 @@ pub fn check(
 ) -> Result<(), String> {
     let chain = conn.peer_certificates();
     let webpki = || match chain.split_first() {
-        Some((leaf, rest)) => {
-            dane::verify_webpki(roots.clone(), leaf, rest, host, UnixTime::now())
-        }
+        Some((leaf, rest)) => dane::verify_webpki(roots.clone(), leaf, rest, host, UnixTime::now()),
         None => Err("no certificate".to_string()),
     };
     match req {
@@ -123,7 +121,10 @@ pub fn check(
                     .map(|e| format!("certificate not valid for {host}: {e}"))
             };
             if let Some(problem) = problem {
-                warn!(host, "MTA-STS testing policy violated, delivering anyway: {problem}");
+                warn!(
+                    host,
+                    "MTA-STS testing policy violated, delivering anyway: {problem}"
+                );
             }
             Ok(())
         }

@@ -28,17 +28,17 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::client::{SessionError, SmtpConnection, TlsMode, TransactionResult};
-use crate::mta_sts::Fetcher;
-use crate::tls_policy::{check, requirement, Requirement};
-use hickory_resolver::proto::rr::RecordType;
-use rustls::pki_types::CertificateDer;
 use crate::dkim::DkimSigners;
 use crate::dns::Dns;
 use crate::dsn::{build_report, wants_report, DsnInput, DsnKind, DsnRecipient};
 use crate::error::DeliveryError;
+use crate::mta_sts::Fetcher;
 use crate::protocol::{EnhancedCode, MessageTraits, Reply, Timeouts};
 use crate::routing::{address_literal, recipient_domain, route, split_host_port, Route};
 use crate::schedule::{after_transient_failure, delay_warning_due, DomainRate, NextStep};
+use crate::tls_policy::{check, requirement, Requirement};
+use hickory_resolver::proto::rr::RecordType;
+use rustls::pki_types::CertificateDer;
 
 /// Knobs that are not (yet) configuration keys, with production defaults. Tests use
 /// them to reach receivers on loopback: MX lookups there return 127.0.0.x, where
@@ -908,7 +908,7 @@ async fn open_mx(
     } else {
         TlsMode::Disabled
     };
-    let open = |mode| {
+    let open = |mode: TlsMode| {
         SmtpConnection::open(
             addr,
             host,
@@ -976,7 +976,7 @@ async fn connect_smart_host(
         } else {
             TlsMode::Disabled
         };
-        let open = |mode| {
+        let open = |mode: TlsMode| {
             SmtpConnection::open(
                 addr,
                 host,

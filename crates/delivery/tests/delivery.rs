@@ -295,9 +295,11 @@ async fn permanent_failure_returns_a_multipart_report() {
     let bounced: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
     let seen = bounced.clone();
     let t = delivery::DeliveryTunables {
-        on_bounce: Some(delivery::BounceHook(Arc::new(move |login: &str, rcpt: &str| {
-            seen.lock().unwrap().push((login.into(), rcpt.into()));
-        }))),
+        on_bounce: Some(delivery::BounceHook(Arc::new(
+            move |login: &str, rcpt: &str| {
+                seen.lock().unwrap().push((login.into(), rcpt.into()));
+            },
+        ))),
         ..tunables(port)
     };
     let node = delivery::start_with(Arc::new(config(dns)), store.clone(), t)

@@ -36,7 +36,10 @@ pub struct CachedStsPolicy {
 
 impl Store {
     /// The cached policy of `domain` (lower case), expired or not.
-    pub async fn mta_sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>, StoreError> {
+    pub async fn mta_sts_policy(
+        &self,
+        domain: &str,
+    ) -> Result<Option<CachedStsPolicy>, StoreError> {
         let row = self
             .db
             .query_one(

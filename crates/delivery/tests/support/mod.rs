@@ -377,16 +377,14 @@ impl PolicyServer {
                                 .and_then(|h| h.to_str().ok())
                                 .unwrap_or("")
                                 .to_string();
-                            let found = policies.get(&host).filter(|_| {
-                                req.uri().path() == "/.well-known/mta-sts.txt"
-                            });
+                            let found = policies
+                                .get(&host)
+                                .filter(|_| req.uri().path() == "/.well-known/mta-sts.txt");
                             let resp = match found {
                                 Some(p) => hyper::Response::builder()
                                     .header("content-type", "text/plain")
                                     .body(p.clone()),
-                                None => hyper::Response::builder()
-                                    .status(404)
-                                    .body(String::new()),
+                                None => hyper::Response::builder().status(404).body(String::new()),
                             };
                             Ok::<_, std::convert::Infallible>(resp.unwrap())
                         }
