@@ -225,4 +225,47 @@ mod tests {
         ));
         assert_eq!(spki(b"\x30\x03\x02\x01"), None);
     }
+
+    #[test]
+    fn dane_ta_verifies_the_chain_and_the_name() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["mx.a.test".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        let ta = Tlsa {
+            usage: 2,
+            selector: 0,
+            matching: 1,
+            data: Sha256::digest(ca.der()).to_vec(),
+        };
+        let chain = [leaf.der().clone(), ca.der().clone()];
+        let now = UnixTime::now();
+        assert_eq!(
+            verify(std::slice::from_ref(&ta), &chain, "mx.a.test", now),
+            Ok(())
+        );
+        let e = verify(std::slice::from_ref(&ta), &chain, "mx.b.test", now).unwrap_err();
+        assert!(e.contains("DANE-TA"), "the name is checked: {e}");
+        // A leaf the anchor never signed, with the anchor appended to the chain: the
+        // record matches, the chain does not verify.
+        let forged = rcgen::generate_simple_self_signed(vec!["mx.a.test".to_string()]).unwrap();
+        let chain = [forged.cert.der().clone(), ca.der().clone()];
+        let e = verify(std::slice::from_ref(&ta), &chain, "mx.a.test", now).unwrap_err();
+        assert!(e.contains("DANE-TA"), "{e}");
+        // DANE-EE ignores names (RFC 7672 3.1.1).
+        let ee = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: Sha256::digest(forged.key_pair.public_key_der()).to_vec(),
+        };
+        assert_eq!(verify(&[ee], &chain, "anything.test", now), Ok(()));
+        assert!(verify(&[ta], &[], "mx.a.test", now).is_err());
+    }
 }

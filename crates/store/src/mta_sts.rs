@@ -83,8 +83,17 @@ mod tests {
     #[tokio::test]
     async fn policies_are_replaced_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = Store::open(&url).await.unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("s.db").display());
+        let postgres = crate::testing::fresh_postgres_schema("mta_sts")
+            .await
+            .unwrap();
+        for url in [sqlite, postgres] {
+            replaced_and_kept(&url).await;
+        }
+    }
+
+    async fn replaced_and_kept(url: &str) {
+        let store = Store::open(url).await.unwrap();
         assert_eq!(store.mta_sts_policy("example.test").await.unwrap(), None);
         let mut p = CachedStsPolicy {
             domain: "example.test".into(),
@@ -98,7 +107,7 @@ mod tests {
         p.fetched_at = Timestamp(2_000);
         store.put_mta_sts_policy(&p).await.unwrap();
         drop(store);
-        let store = Store::open(&url).await.unwrap();
+        let store = Store::open(url).await.unwrap();
         assert_eq!(store.mta_sts_policy("example.test").await.unwrap(), Some(p));
     }
 }
