@@ -104,6 +104,16 @@ mod tests {
         assert!(e.starts_with("test.toml: enforce.table:"), "{e}");
         let e = parse("[delivery]\nretry_schedule = []\n").unwrap_err();
         assert!(e.starts_with("test.toml: delivery.retry_schedule:"), "{e}");
+        let e =
+            parse("[delivery]\nsmart_host = \"relay:25\"\nsmart_host_user = \"u\"\n").unwrap_err();
+        assert!(e.starts_with("test.toml: delivery.smart_host_user:"), "{e}");
+        assert!(e.contains("go together"), "{e}");
+        let e = parse("[delivery]\nsmart_host_user = \"u\"\nsmart_host_password_file = \"p\"\n")
+            .unwrap_err();
+        assert!(e.contains("need delivery.smart_host"), "{e}");
+        let c = parse("[delivery]\nsmart_host = \"relay:587\"\nsmart_host_user = \"u\"\nsmart_host_password_file = \"/p\"\n")
+            .unwrap();
+        assert_eq!(c.delivery.smart_host_user.as_deref(), Some("u"));
     }
 
     #[test]

@@ -207,6 +207,12 @@ pub struct DkimKey {
 pub struct DeliveryConfig {
     /// "host:port": send everything through this relay instead of MX routing.
     pub smart_host: Option<String>,
+    /// Login for AUTH at the smart host (only with `smart_host`, with
+    /// `smart_host_password_file`). AUTH is only ever sent over TLS.
+    pub smart_host_user: Option<String>,
+    /// A file holding the smart host password (trailing newline ignored), so the
+    /// secret stays out of the configuration.
+    pub smart_host_password_file: Option<PathBuf>,
     /// "ip:port" of the resolver to use instead of the system's.
     pub dns_server: Option<SocketAddr>,
     pub retry_schedule: Vec<Duration>,
@@ -218,6 +224,8 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             smart_host: None,
+            smart_host_user: None,
+            smart_host_password_file: None,
             dns_server: None,
             retry_schedule: [300, 600, 1800, 3600, 7200, 14400]
                 .map(Duration::secs)
@@ -444,6 +452,31 @@ impl Config {
             {
                 return bad("delivery.smart_host", format!("'{host}' must be host:port"));
             }
+        }
+        let d = &self.delivery;
+        match (&d.smart_host_user, &d.smart_host_password_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return bad(
+                    "delivery.smart_host_user",
+                    "smart_host_user and smart_host_password_file go together: set both or neither"
+                        .into(),
+                )
+            }
+            (Some(user), Some(_)) => {
+                if d.smart_host.is_none() {
+                    return bad(
+                        "delivery.smart_host_user",
+                        "AUTH credentials need delivery.smart_host".into(),
+                    );
+                }
+                if user.is_empty() || user.contains(|c: char| c.is_control()) {
+                    return bad(
+                        "delivery.smart_host_user",
+                        "must be a non-empty name without control characters".into(),
+                    );
+                }
+            }
+            (None, None) => {}
         }
         for (i, c) in self.radius.clients.iter().enumerate() {
             if c.secret.is_empty() {

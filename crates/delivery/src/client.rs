@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -74,6 +76,17 @@ pub enum SessionError {
     },
     #[error("TLS with {addr} failed: {reason}")]
     Tls { addr: SocketAddr, reason: String },
+    /// AUTH was not attempted: the credentials would have gone out unprotected, or
+    /// the server offers no mechanism we speak.
+    #[error("{addr}: not sending AUTH: {reason}")]
+    AuthUnavailable { addr: SocketAddr, reason: String },
+    /// The server refused the credentials (535 and the like).
+    #[error("{addr} refused AUTH {mechanism}: {reply}")]
+    AuthRefused {
+        addr: SocketAddr,
+        mechanism: &'static str,
+        reply: Reply,
+    },
 }
 
 impl SessionError {
@@ -81,7 +94,10 @@ impl SessionError {
     /// transaction can be repeated on another connection without duplicating.
     pub fn before_data(&self) -> bool {
         match self {
-            SessionError::Connect { .. } | SessionError::Tls { .. } => true,
+            SessionError::Connect { .. }
+            | SessionError::Tls { .. }
+            | SessionError::AuthUnavailable { .. }
+            | SessionError::AuthRefused { .. } => true,
             SessionError::Timeout { stage, .. }
             | SessionError::Io { stage, .. }
             | SessionError::Closed { stage, .. }
@@ -417,6 +433,59 @@ impl SmtpConnection {
         self.write(line.as_bytes(), stage, limit).await?;
         self.flush(stage, limit).await?;
         self.read_reply(stage, limit).await
+    }
+
+    /// Authenticates with AUTH PLAIN (or LOGIN when only that is offered, RFC 4954).
+    /// Refuses to send credentials on a connection without TLS.
+    pub async fn authenticate(&mut self, user: &str, password: &str) -> Result<(), SessionError> {
+        let addr = self.addr;
+        if self.tls_version.is_none() {
+            return Err(SessionError::AuthUnavailable {
+                addr,
+                reason: "the connection is not encrypted (the server offered no STARTTLS); credentials are never sent in clear".into(),
+            });
+        }
+        let offers = |m: &str| self.caps.auth.iter().any(|a| a == m);
+        let limit = self.timeouts.command;
+        let (mechanism, reply) = if offers("PLAIN") {
+            let token = B64.encode(format!("\0{user}\0{password}"));
+            let r = self
+                .command(&format!("AUTH PLAIN {token}\r\n"), "AUTH", limit)
+                .await?;
+            ("PLAIN", r)
+        } else if offers("LOGIN") {
+            let mut r = self.command("AUTH LOGIN\r\n", "AUTH", limit).await?;
+            for secret in [user, password] {
+                if r.code != 334 {
+                    break;
+                }
+                r = self
+                    .command(&format!("{}\r\n", B64.encode(secret)), "AUTH", limit)
+                    .await?;
+            }
+            ("LOGIN", r)
+        } else {
+            return Err(SessionError::AuthUnavailable {
+                addr,
+                reason: format!(
+                    "the server offers neither AUTH PLAIN nor LOGIN (offers: {})",
+                    if self.caps.auth.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.caps.auth.join(" ")
+                    }
+                ),
+            });
+        };
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(SessionError::AuthRefused {
+                addr,
+                mechanism,
+                reply,
+            })
+        }
     }
 
     /// Sends one message to `rcpts`. Connection-level failures are errors (the

@@ -1,5 +1,7 @@
 //! Outbound delivery: the durable queue's workers, MX routing, the SMTP client with
-//! opportunistic STARTTLS, retries, DSN bounces (RFC 3464) and DKIM signing.
+//! opportunistic STARTTLS, MTA-STS (RFC 8461) and DANE (RFC 7672) where recipient
+//! domains publish them, smart-host AUTH over TLS, retries, DSN bounces (RFC 3464)
+//! and DKIM signing.
 
 pub mod admin;
 pub mod client;
@@ -12,6 +14,7 @@ pub mod mta_sts;
 pub mod protocol;
 pub mod routing;
 pub mod schedule;
+pub mod tls_policy;
 pub mod worker;
 
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 pub use admin::{queue_delete, queue_flush, queue_list, queue_retry, queue_show, QueueEntry};
 pub use dkim::dkim_keygen;
 pub use error::DeliveryError;
-pub use worker::{start_with, DeliveryNode, DeliveryTunables};
+pub use worker::{start_with, BounceFn, BounceHook, DeliveryNode, DeliveryTunables};
 
 /// Starts the delivery workers. Returns at once; the workers run until shutdown.
 pub async fn start(

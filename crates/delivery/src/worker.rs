@@ -32,9 +32,13 @@ use crate::dkim::DkimSigners;
 use crate::dns::Dns;
 use crate::dsn::{build_report, wants_report, DsnInput, DsnKind, DsnRecipient};
 use crate::error::DeliveryError;
+use crate::mta_sts::Fetcher;
 use crate::protocol::{EnhancedCode, MessageTraits, Reply, Timeouts};
 use crate::routing::{address_literal, recipient_domain, route, split_host_port, Route};
 use crate::schedule::{after_transient_failure, delay_warning_due, DomainRate, NextStep};
+use crate::tls_policy::{check, requirement, Requirement};
+use hickory_resolver::proto::rr::RecordType;
+use rustls::pki_types::CertificateDer;
 
 /// Knobs that are not (yet) configuration keys, with production defaults. Tests use
 /// them to reach receivers on loopback: MX lookups there return 127.0.0.x, where
@@ -69,8 +73,33 @@ pub struct DeliveryTunables {
     pub max_messages_per_connection: u64,
     /// Send one delay warning (RFC 3464 `Action: delayed`) after this long.
     pub delay_warning_after: Option<Duration>,
-    /// Opportunistic STARTTLS (true) or never TLS (false).
+    /// Opportunistic STARTTLS (true) or never TLS (false). MTA-STS, DANE and
+    /// smart-host AUTH require TLS whatever this says.
     pub starttls: bool,
+    /// Port of `mta-sts.DOMAIN` for MTA-STS policy fetches (443).
+    pub mta_sts_port: u16,
+    /// How long one MTA-STS policy fetch may take.
+    pub mta_sts_timeout: Duration,
+    /// Root certificates trusted besides the WebPKI roots (webpki-roots), for
+    /// MTA-STS policy hosts and MX certificates under an `enforce` policy.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Told of every recipient bounced with a 5xx (not expiry) of a message a
+    /// subscriber sent: the abuse watch counts them.
+    pub on_bounce: Option<BounceHook>,
+}
+
+/// Called with the submitting login and the recipient, once per recipient that
+/// bounced with a permanent failure. Must be cheap: spawn for slow work.
+pub type BounceFn = dyn Fn(&str, &str) + Send + Sync;
+
+/// A shareable [`BounceFn`].
+#[derive(Clone)]
+pub struct BounceHook(pub Arc<BounceFn>);
+
+impl std::fmt::Debug for BounceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BounceHook")
+    }
 }
 
 impl Default for DeliveryTunables {
@@ -90,6 +119,10 @@ impl Default for DeliveryTunables {
             max_messages_per_connection: 1000,
             delay_warning_after: None,
             starttls: true,
+            mta_sts_port: 443,
+            mta_sts_timeout: Duration::from_secs(20),
+            extra_roots: Vec::new(),
+            on_bounce: None,
         }
     }
 }
@@ -167,6 +200,11 @@ struct Engine {
     store: Store,
     dns: Dns,
     tls: Arc<rustls::ClientConfig>,
+    /// WebPKI roots (plus `extra_roots`) for MTA-STS certificate checks.
+    roots: Arc<rustls::RootCertStore>,
+    sts: Fetcher,
+    /// `(user, password)` for AUTH at the smart host.
+    smart_host_auth: Option<(String, String)>,
     dkim: DkimSigners,
     tunables: DeliveryTunables,
     helo: String,
@@ -202,6 +240,29 @@ pub async fn start_with(
         })?),
         None => None,
     };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in &tunables.extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(|e| DeliveryError::Tls(format!("an extra root certificate: {e}")))?;
+    }
+    let roots = Arc::new(roots);
+    let https = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| DeliveryError::Tls(e.to_string()))?
+    .with_root_certificates(roots.clone())
+    .with_no_client_auth();
+    let sts = Fetcher {
+        dns: dns.clone(),
+        port: tunables.mta_sts_port,
+        tls: Arc::new(https),
+        timeout: tunables.mta_sts_timeout,
+    };
+    let smart_host_auth = smart_host_credentials(&config.delivery)?;
     let helo = tunables
         .helo_name
         .clone()
@@ -215,6 +276,9 @@ pub async fn start_with(
         store,
         dns,
         tls,
+        roots,
+        sts,
+        smart_host_auth,
         dkim,
         helo,
         smart_host,
@@ -232,6 +296,29 @@ pub async fn start_with(
         stop: stop_tx,
         engine,
     })
+}
+
+/// Reads the smart host password file named in the configuration.
+fn smart_host_credentials(
+    d: &config::DeliveryConfig,
+) -> Result<Option<(String, String)>, DeliveryError> {
+    let (Some(user), Some(path)) = (&d.smart_host_user, &d.smart_host_password_file) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DeliveryError::Config(format!(
+            "delivery.smart_host_password_file '{}': {e}",
+            path.display()
+        ))
+    })?;
+    let password = text.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(DeliveryError::Config(format!(
+            "delivery.smart_host_password_file '{}' is empty",
+            path.display()
+        )));
+    }
+    Ok(Some((user.clone(), password)))
 }
 
 /// Writes outcomes in batches: whatever has arrived while the previous transaction
@@ -695,7 +782,8 @@ async fn attempt(
     }
 }
 
-/// Opens a connection for `dest`: the smart host, or the MX hosts in order.
+/// Opens a connection for `dest`: the smart host, or the MX hosts in order, each
+/// under its TLS requirement (DANE, MTA-STS or opportunistic).
 async fn connect(
     engine: &Arc<Engine>,
     dest: &Destination,
@@ -706,100 +794,87 @@ async fn connect(
         host: None,
         tls: None,
     };
-    let (hosts, port): (Vec<String>, u16) = match &engine.smart_host {
-        Some((h, p)) => (vec![h.clone()], *p),
-        None => {
-            let domain = dest.key.as_str();
-            if let Some(ip) = address_literal(domain) {
-                (vec![ip.to_string()], engine.tunables.smtp_port)
-            } else {
-                let answer = engine.dns.mx(domain).await.map_err(|e| {
-                    fail(Verdict::Transient {
-                        status: EnhancedCode(4, 4, 3),
-                        reply: e.to_string(),
-                        smtp: false,
-                    })
-                })?;
-                match route(domain, &answer) {
-                    Route::Hosts(h) => (h, engine.tunables.smtp_port),
-                    Route::NullMx => {
-                        return Err(fail(Verdict::Permanent {
-                            status: EnhancedCode(5, 1, 10),
-                            reply: format!(
-                                "the domain {domain} accepts no mail (null MX, RFC 7505)"
-                            ),
-                            smtp: false,
-                        }))
-                    }
-                    Route::NoSuchDomain => {
-                        return Err(fail(Verdict::Permanent {
-                            status: EnhancedCode(5, 1, 2),
-                            reply: format!("the domain {domain} does not exist (NXDOMAIN)"),
-                            smtp: false,
-                        }))
-                    }
-                }
+    let transient = |status: EnhancedCode, reply: String| Verdict::Transient {
+        status,
+        reply,
+        smtp: false,
+    };
+    if let Some((host, port)) = &engine.smart_host {
+        return connect_smart_host(engine, host, *port).await.map_err(fail);
+    }
+    let domain = dest.key.as_str();
+    let literal = address_literal(domain);
+    let hosts: Vec<String> = if let Some(ip) = literal {
+        vec![ip.to_string()]
+    } else {
+        let answer = engine
+            .dns
+            .mx(domain)
+            .await
+            .map_err(|e| fail(transient(EnhancedCode(4, 4, 3), e.to_string())))?;
+        match route(domain, &answer) {
+            Route::Hosts(h) => h,
+            Route::NullMx => {
+                return Err(fail(Verdict::Permanent {
+                    status: EnhancedCode(5, 1, 10),
+                    reply: format!("the domain {domain} accepts no mail (null MX, RFC 7505)"),
+                    smtp: false,
+                }))
             }
+            Route::NoSuchDomain => {
+                return Err(fail(Verdict::Permanent {
+                    status: EnhancedCode(5, 1, 2),
+                    reply: format!("the domain {domain} does not exist (NXDOMAIN)"),
+                    smtp: false,
+                }))
+            }
+        }
+    };
+    let port = engine.tunables.smtp_port;
+    // Address literals name no domain a policy could belong to.
+    let (sts, mx_authentic) = match literal {
+        Some(_) => (None, false),
+        None => {
+            let (sts, mx_authentic) = tokio::join!(
+                crate::mta_sts::policy_for(&engine.sts, &engine.store, domain),
+                engine.dns.authenticated(domain, RecordType::MX)
+            );
+            (sts, mx_authentic.unwrap_or(false))
         }
     };
     let mut last: Option<Verdict> = None;
     let mut dns_failed = false;
     for host in &hosts {
+        let req = if literal.is_some() {
+            Requirement::Opportunistic
+        } else {
+            match requirement(&engine.dns, host, mx_authentic, sts.as_ref()).await {
+                Ok(r) => r,
+                Err(reason) => {
+                    debug!(host, "skipped: {reason}");
+                    last = Some(transient(EnhancedCode(4, 7, 5), reason));
+                    continue;
+                }
+            }
+        };
         let addrs = match engine.dns.addresses(host).await {
             Ok(a) => a,
             Err(e) => {
                 dns_failed = true;
-                last = Some(Verdict::Transient {
-                    status: EnhancedCode(4, 4, 3),
-                    reply: e.to_string(),
-                    smtp: false,
-                });
+                last = Some(transient(EnhancedCode(4, 4, 3), e.to_string()));
                 continue;
             }
         };
         for ip in addrs {
             let addr = SocketAddr::new(ip, port);
-            let mode = if engine.tunables.starttls {
-                TlsMode::Opportunistic
-            } else {
-                TlsMode::Disabled
-            };
-            let opened = match SmtpConnection::open(
-                addr,
-                host,
-                &engine.helo,
-                mode,
-                engine.tls.clone(),
-                engine.tunables.timeouts,
-            )
-            .await
-            {
-                Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
-                    // RFC 7435: a failed opportunistic handshake falls back to plaintext.
-                    SmtpConnection::open(
-                        addr,
-                        host,
-                        &engine.helo,
-                        TlsMode::Disabled,
-                        engine.tls.clone(),
-                        engine.tunables.timeouts,
-                    )
-                    .await
-                }
-                other => other,
-            };
-            match opened {
+            match open_mx(engine, addr, host, &req).await {
                 Ok(c) => {
-                    debug!(%addr, host, tls = ?c.tls_version(), "connected");
+                    debug!(%addr, host, tls = ?c.tls_version(), requirement = req.label(), "connected");
                     return Ok(c);
                 }
-                Err(e) => {
-                    debug!(%addr, host, "connection failed: {e}");
-                    last = Some(Verdict::Transient {
-                        status: EnhancedCode(4, 4, 1),
-                        reply: e.to_string(),
-                        smtp: false,
-                    });
+                Err(v) => {
+                    debug!(%addr, host, "connection failed: {v:?}");
+                    last = Some(v);
                 }
             }
         }
@@ -815,12 +890,138 @@ async fn connect(
             ),
             smtp: false,
         },
-        None => Verdict::Transient {
-            status: EnhancedCode(4, 4, 3),
-            reply: "DNS failure".into(),
-            smtp: false,
-        },
+        None => transient(EnhancedCode(4, 4, 3), "DNS failure".into()),
     }))
+}
+
+/// Opens a connection to one address of an MX host and checks it against `req`.
+async fn open_mx(
+    engine: &Arc<Engine>,
+    addr: SocketAddr,
+    host: &str,
+    req: &Requirement,
+) -> Result<SmtpConnection, Verdict> {
+    let mode = if req.tls_required() {
+        TlsMode::Required
+    } else if engine.tunables.starttls {
+        TlsMode::Opportunistic
+    } else {
+        TlsMode::Disabled
+    };
+    let open = |mode: TlsMode| {
+        SmtpConnection::open(
+            addr,
+            host,
+            &engine.helo,
+            mode,
+            engine.tls.clone(),
+            engine.tunables.timeouts,
+        )
+    };
+    let opened = match open(mode).await {
+        // RFC 7435: a failed opportunistic handshake falls back to plaintext.
+        Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
+            open(TlsMode::Disabled).await
+        }
+        other => other,
+    };
+    let conn = opened.map_err(|e| Verdict::Transient {
+        status: EnhancedCode(4, 4, 1),
+        reply: if req.tls_required() {
+            format!("{}: {e}", req.label())
+        } else {
+            e.to_string()
+        },
+        smtp: false,
+    })?;
+    match check(req, &conn, host, &engine.roots) {
+        Ok(()) => Ok(conn),
+        Err(reason) => {
+            conn.quit().await;
+            Err(Verdict::Transient {
+                status: EnhancedCode(4, 7, 5),
+                reply: reason,
+                smtp: false,
+            })
+        }
+    }
+}
+
+/// Opens a connection to the smart host and authenticates when credentials are
+/// configured (only ever over TLS).
+async fn connect_smart_host(
+    engine: &Arc<Engine>,
+    host: &str,
+    port: u16,
+) -> Result<SmtpConnection, Verdict> {
+    let transient = |status: EnhancedCode, reply: String, smtp: bool| Verdict::Transient {
+        status,
+        reply,
+        smtp,
+    };
+    let addrs = engine
+        .dns
+        .addresses(host)
+        .await
+        .map_err(|e| transient(EnhancedCode(4, 4, 3), e.to_string(), false))?;
+    let mut last = transient(
+        EnhancedCode(4, 4, 3),
+        format!("the smart host {host} has no address"),
+        false,
+    );
+    for ip in addrs {
+        let addr = SocketAddr::new(ip, port);
+        let mode = if engine.tunables.starttls || engine.smart_host_auth.is_some() {
+            TlsMode::Opportunistic
+        } else {
+            TlsMode::Disabled
+        };
+        let open = |mode: TlsMode| {
+            SmtpConnection::open(
+                addr,
+                host,
+                &engine.helo,
+                mode,
+                engine.tls.clone(),
+                engine.tunables.timeouts,
+            )
+        };
+        let opened = match open(mode).await {
+            Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
+                open(TlsMode::Disabled).await
+            }
+            other => other,
+        };
+        let mut conn = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                last = transient(EnhancedCode(4, 4, 1), e.to_string(), false);
+                continue;
+            }
+        };
+        let Some((user, password)) = &engine.smart_host_auth else {
+            return Ok(conn);
+        };
+        match conn.authenticate(user, password).await {
+            Ok(()) => return Ok(conn),
+            // Wrong credentials are the operator's to fix: defer, never bounce.
+            Err(SessionError::AuthRefused { reply, .. }) => {
+                warn!(host, user, %reply, "the smart host refused our credentials");
+                conn.quit().await;
+                return Err(transient(
+                    EnhancedCode(4, 7, 8),
+                    format!("smart host {host} refused AUTH as {user}: {reply}"),
+                    false,
+                ));
+            }
+            Err(e) => {
+                warn!(host, "not authenticating: {e}");
+                conn.quit().await;
+                return Err(transient(EnhancedCode(4, 7, 10), e.to_string(), false));
+            }
+        }
+    }
+    Err(last)
 }
 
 async fn settle(
@@ -861,6 +1062,12 @@ async fn settle(
                 smtp,
             } => {
                 info!(rcpt = %r.address, host = ?report.host, %reply, "bounced");
+                // Reports (null sender) are not the subscriber's own mail.
+                if let Some(hook) = &engine.tunables.on_bounce {
+                    if !meta.mail_from.is_empty() && !meta.login.is_empty() {
+                        (hook.0)(&meta.login, &r.address);
+                    }
+                }
                 if wants_report(&meta.mail_from, r.notify.as_deref(), DsnKind::Failure) {
                     failed.push(dsn_rcpt(
                         *status,

@@ -292,13 +292,30 @@ async fn permanent_failure_returns_a_multipart_report() {
     m.envid = Some("ENV42".into());
     m.ret = Some("HDRS".into());
     store.enqueue(&m).await.unwrap();
-    let node = start(config(dns), &store, port).await;
+    let bounced: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = bounced.clone();
+    let t = delivery::DeliveryTunables {
+        on_bounce: Some(delivery::BounceHook(Arc::new(
+            move |login: &str, rcpt: &str| {
+                seen.lock().unwrap().push((login.into(), rcpt.into()));
+            },
+        ))),
+        ..tunables(port)
+    };
+    let node = delivery::start_with(Arc::new(config(dns)), store.clone(), t)
+        .await
+        .unwrap();
     assert!(
         wait_until(20, || async { home.count() == 1 }).await,
         "the report arrives"
     );
     assert!(wait_until(10, || drained(&store)).await);
     node.kill();
+    assert_eq!(
+        *bounced.lock().unwrap(),
+        vec![("ann".to_string(), "nobody@example.test".to_string())],
+        "the abuse hook hears of the 5xx recipient only: not of the delivered one, nor of the report"
+    );
     assert_eq!(remote.count(), 1);
     assert_eq!(remote.received()[0].rcpts, vec!["bob@example.test"]);
     let dsn = &home.received()[0];

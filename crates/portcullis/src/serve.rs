@@ -42,6 +42,16 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
     );
     // Every accepted message feeds the sending-anomaly watch (stolen credentials).
     let watch = Arc::new(abuse::SubmissionWatch::new(&config, store.clone()));
+    // ...and so does every recipient that bounces (harvested address lists).
+    let bounce_watch = watch.clone();
+    let on_bounce = delivery::BounceHook(Arc::new(move |login: &str, _rcpt: &str| {
+        let (watch, login) = (bounce_watch.clone(), login.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = watch.bounced(&login).await {
+                error!(login = %login, "sending-anomaly watch (bounce): {e}");
+            }
+        });
+    }));
     let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
         let (watch, login, to) = (watch.clone(), login.to_string(), to.to_vec());
         tokio::spawn(async move {
@@ -60,9 +70,17 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
         .map_err(|e| fail("submission", e.to_string()))?;
     tasks.extend(server.tasks);
     tasks.extend(
-        delivery::start(config.clone(), store.clone())
-            .await
-            .map_err(|e| fail("delivery", e))?,
+        delivery::start_with(
+            config.clone(),
+            store.clone(),
+            delivery::DeliveryTunables {
+                on_bounce: Some(on_bounce),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(delivery::DeliveryNode::into_handles)
+        .map_err(|e| fail("delivery", e.to_string()))?,
     );
     tasks.extend(
         abuse::start(config.clone(), store.clone())

@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod leases;
 mod migrations;
+mod mta_sts;
 pub mod password;
 mod portal;
 mod queue;
@@ -34,6 +35,7 @@ pub use error::StoreError;
 pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};
 pub use migrations::LATEST as SCHEMA_VERSION;
+pub use mta_sts::CachedStsPolicy;
 pub use portal::{
     Operator, OperatorRole, Port25Change, SessionKind, StaticRequest, SupportRequest, WebSession,
 };

@@ -13,7 +13,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::abuse::MIGRATION),
     (6, crate::portal::MIGRATION),
     (7, crate::delivery::MIGRATION),
-    (12, crate::portal::MIGRATION_ONE_PENDING_STATIC),
+    (8, crate::mta_sts::MIGRATION),
+    (9, crate::portal::MIGRATION_ONE_PENDING_STATIC),
 ];
 
 const V1_FOUNDATION: &str = "

@@ -54,7 +54,7 @@ CREATE TABLE support_requests (
 CREATE INDEX support_requests_login ON support_requests (login, id);
 ";
 
-/// Migration 12: at most one pending static-address request per subscriber, also when
+/// Migration 9: at most one pending static-address request per subscriber, also when
 /// two requests race past [`Store::request_static`]'s check.
 pub(crate) const MIGRATION_ONE_PENDING_STATIC: &str = "
 CREATE UNIQUE INDEX static_requests_one_pending ON static_requests (login) WHERE status = 'pending';

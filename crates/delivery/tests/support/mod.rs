@@ -20,6 +20,8 @@ pub enum Rr {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Txt(String),
+    /// usage, selector, matching, data.
+    Tlsa(u8, u8, u8, Vec<u8>),
 }
 
 impl Rr {
@@ -29,6 +31,7 @@ impl Rr {
             Rr::Mx(..) => 15,
             Rr::Txt(_) => 16,
             Rr::Aaaa(_) => 28,
+            Rr::Tlsa(..) => 52,
         }
     }
 }
@@ -48,6 +51,17 @@ fn encode_name(name: &str, out: &mut Vec<u8>) {
 /// Starts the DNS server; records are `(name, record)`. Only 127.0.0.x / ::1
 /// addresses belong in it.
 pub async fn dns_server(records: Vec<(&'static str, Rr)>) -> SocketAddr {
+    dns_server_signed(records, vec![]).await
+}
+
+/// Like [`dns_server`], but answers about the names in `signed` carry the AD bit,
+/// as a validating resolver's would for a DNSSEC-signed zone.
+pub async fn dns_server_signed(
+    records: Vec<(&'static str, Rr)>,
+    signed: Vec<&'static str>,
+) -> SocketAddr {
+    let signed: std::collections::HashSet<String> =
+        signed.into_iter().map(|n| n.to_ascii_lowercase()).collect();
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = sock.local_addr().unwrap();
     let mut zone: HashMap<String, Vec<Rr>> = HashMap::new();
@@ -62,7 +76,7 @@ pub async fn dns_server(records: Vec<(&'static str, Rr)>) -> SocketAddr {
             let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
                 return;
             };
-            if let Some(resp) = answer(&buf[..n], &zone) {
+            if let Some(resp) = answer(&buf[..n], &zone, &signed) {
                 let _ = sock.send_to(&resp, peer).await;
             }
         }
@@ -70,7 +84,11 @@ pub async fn dns_server(records: Vec<(&'static str, Rr)>) -> SocketAddr {
     addr
 }
 
-fn answer(q: &[u8], zone: &HashMap<String, Vec<Rr>>) -> Option<Vec<u8>> {
+fn answer(
+    q: &[u8],
+    zone: &HashMap<String, Vec<Rr>>,
+    signed: &std::collections::HashSet<String>,
+) -> Option<Vec<u8>> {
     if q.len() < 12 {
         return None;
     }
@@ -96,7 +114,8 @@ fn answer(q: &[u8], zone: &HashMap<String, Vec<Rr>>) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     out.extend_from_slice(&q[0..2]);
     let rd = u16::from(q[2] & 1) << 8;
-    out.extend_from_slice(&(0x8400 | rd | 0x0080 | rcode).to_be_bytes());
+    let ad: u16 = if signed.contains(&name) { 0x0020 } else { 0 };
+    out.extend_from_slice(&(0x8400 | rd | 0x0080 | ad | rcode).to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
@@ -114,6 +133,10 @@ fn answer(q: &[u8], zone: &HashMap<String, Vec<Rr>>) -> Option<Vec<u8>> {
             Rr::Mx(p, h) => {
                 rdata.extend_from_slice(&p.to_be_bytes());
                 encode_name(h, &mut rdata);
+            }
+            Rr::Tlsa(u, sel, m, data) => {
+                rdata.extend_from_slice(&[*u, *sel, *m]);
+                rdata.extend_from_slice(data);
             }
             Rr::Txt(t) => {
                 for chunk in t.as_bytes().chunks(255) {
@@ -145,6 +168,10 @@ pub struct Behaviour {
     pub pipelining: bool,
     pub eightbitmime: bool,
     pub smtputf8: bool,
+    /// Offer `AUTH PLAIN LOGIN` (and refuse every attempt).
+    pub auth: bool,
+    /// The TLS identity; default: a self-signed certificate for `mx.test`.
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Behaviour {
@@ -159,6 +186,8 @@ impl Default for Behaviour {
             pipelining: true,
             eightbitmime: true,
             smtputf8: true,
+            auth: false,
+            tls_config: None,
         }
     }
 }
@@ -180,6 +209,8 @@ pub struct Receiver {
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub received: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<Mutex<u64>>,
+    /// The verb of every command received, in order.
+    pub commands: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
@@ -190,8 +221,12 @@ impl Receiver {
             behaviour: Arc::new(Mutex::new(behaviour)),
             received: Arc::new(Mutex::new(Vec::new())),
             connections: Arc::new(Mutex::new(0)),
+            commands: Arc::new(Mutex::new(Vec::new())),
         };
-        let acceptor = tls_acceptor();
+        let acceptor = match &r.behaviour.lock().unwrap().tls_config {
+            Some(c) => tokio_rustls::TlsAcceptor::from(c.clone()),
+            None => tls_acceptor(),
+        };
         let rr = r.clone();
         tokio::spawn(async move {
             loop {
@@ -227,6 +262,144 @@ impl Receiver {
 
     pub fn count(&self) -> usize {
         self.received.lock().unwrap().len()
+    }
+}
+
+/// A server TLS configuration with this chain and key.
+pub fn server_tls(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    )
+}
+
+/// A certificate authority made in the test, for MTA-STS and DANE-TA cases.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { cert, key }
+    }
+
+    pub fn der(&self) -> rustls_pki_types::CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
+    /// A server certificate for `names`, signed by this CA: (leaf + CA chain, key).
+    pub fn issue(
+        &self,
+        names: &[&str],
+    ) -> (
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (
+            vec![cert.der().clone(), self.der()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+    }
+}
+
+// ---------------------------------------------------------------- MTA-STS policy host
+
+/// An HTTPS server (hyper over rustls) answering `/.well-known/mta-sts.txt` with
+/// the policy registered for the request's Host.
+pub struct PolicyServer {
+    pub addr: SocketAddr,
+    /// Requests answered.
+    pub hits: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PolicyServer {
+    pub async fn start(
+        tls: Arc<rustls::ServerConfig>,
+        policies: HashMap<String, String>,
+    ) -> PolicyServer {
+        use hyper::service::service_fn;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let policies = Arc::new(policies);
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, policies, counter) =
+                    (acceptor.clone(), policies.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let policies = policies.clone();
+                        let counter = counter.clone();
+                        async move {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let host = req
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let found = policies
+                                .get(&host)
+                                .filter(|_| req.uri().path() == "/.well-known/mta-sts.txt");
+                            let resp = match found {
+                                Some(p) => hyper::Response::builder()
+                                    .header("content-type", "text/plain")
+                                    .body(p.clone()),
+                                None => hyper::Response::builder().status(404).body(String::new()),
+                            };
+                            Ok::<_, std::convert::Infallible>(resp.unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        PolicyServer { addr, hits, task }
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
     }
 }
 
@@ -280,6 +453,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         let upper = cmd.to_ascii_uppercase();
         let verb = upper.split([' ', ':']).next().unwrap_or("").to_string();
         let b = r.behaviour.lock().unwrap().clone();
+        r.commands.lock().unwrap().push(verb.clone());
         if b.hang_at == Some(verb.as_str()) {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
@@ -298,6 +472,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 if b.starttls && !tls {
                     caps.push("STARTTLS".into());
+                }
+                if b.auth {
+                    caps.push("AUTH PLAIN LOGIN".into());
                 }
                 caps.push("SIZE 10000000".into());
                 caps.push("ENHANCEDSTATUSCODES".into());
@@ -369,6 +546,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 "250 2.0.0 ok\r\n".into()
             }
             "NOOP" => "250 2.0.0 ok\r\n".into(),
+            "AUTH" => "535 5.7.8 authentication failed\r\n".into(),
             "QUIT" => {
                 let _ = io.write_all(b"221 2.0.0 bye\r\n").await;
                 return None;
