@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nftables iproute2 socat swaks curl python3 freeradius freeradius-utils rbldnsd softflowd postfix sasl2-bin
+packages=(nftables iproute2 socat swaks libnet-ssleay-perl libio-socket-ssl-perl curl python3 freeradius freeradius-utils rbldnsd softflowd postfix sasl2-bin
           postgresql-client chromium chromium-driver openssl)
 missing=()
 for p in "${packages[@]}"; do
