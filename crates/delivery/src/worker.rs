@@ -10,6 +10,11 @@
 //! carries job after job on it until it has been idle for `idle_connection`. A
 //! token bucket per destination spaces out messages when `domain_rate` is set.
 //!
+//! Each new MX connection is opened under the TLS requirement of its host (DANE,
+//! MTA-STS or opportunistic: `tls_policy`); the smart host gets AUTH over TLS when
+//! credentials are configured. Every 5xx bounce of a subscriber's message is told
+//! to [`DeliveryTunables::on_bounce`] (the abuse watch).
+//!
 //! Time for queue decisions (retries, expiry, leases) comes from the store's clock,
 //! so tests can move it; network timeouts are real time.
 
