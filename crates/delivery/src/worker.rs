@@ -316,6 +316,17 @@ fn smart_host_credentials(
             path.display()
         ))
     })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warn!(
+                    path = %path.display(),
+                    "delivery.smart_host_password_file is readable by others than its owner; chmod 600 it"
+                );
+            }
+        }
+    }
     let password = text.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         return Err(DeliveryError::Config(format!(
