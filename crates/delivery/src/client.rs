@@ -5,7 +5,10 @@
 //!
 //! Opportunistic TLS (RFC 7435) accepts any certificate, since a verified-or-nothing
 //! policy would only push mail to plaintext; the version used is recorded with
-//! every attempt. [`TlsMode::Required`] is what MTA-STS `enforce` and DANE ask for.
+//! every attempt. [`TlsMode::Required`] is what MTA-STS `enforce` and DANE ask for;
+//! their certificate checks run on [`SmtpConnection::peer_certificates`] after the
+//! handshake (`tls_policy`), before any mail is sent. [`SmtpConnection::authenticate`]
+//! speaks AUTH PLAIN or LOGIN (RFC 4954) to a smart host, and only over TLS.
 
 use std::io;
 use std::net::SocketAddr;

@@ -10,6 +10,11 @@
 //! carries job after job on it until it has been idle for `idle_connection`. A
 //! token bucket per destination spaces out messages when `domain_rate` is set.
 //!
+//! Each new MX connection is opened under the TLS requirement of its host (DANE,
+//! MTA-STS or opportunistic: `tls_policy`); the smart host gets AUTH over TLS when
+//! credentials are configured. Every 5xx bounce of a subscriber's message is told
+//! to [`DeliveryTunables::on_bounce`] (the abuse watch).
+//!
 //! Time for queue decisions (retries, expiry, leases) comes from the store's clock,
 //! so tests can move it; network timeouts are real time.
 
@@ -311,6 +316,17 @@ fn smart_host_credentials(
             path.display()
         ))
     })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warn!(
+                    path = %path.display(),
+                    "delivery.smart_host_password_file is readable by others than its owner; chmod 600 it"
+                );
+            }
+        }
+    }
     let password = text.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         return Err(DeliveryError::Config(format!(

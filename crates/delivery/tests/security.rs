@@ -409,3 +409,34 @@ async fn smart_host_auth_over_tls_only() {
     assert!(!commands.iter().any(|c| c == "MAIL"), "{commands:?}");
     assert_eq!(bare.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_host_auth_login_when_only_login_is_offered() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Receiver::start(
+        "127.0.0.1",
+        0,
+        Behaviour {
+            starttls: true,
+            auth_login: Some(("ann".into(), "s3cret".into())),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let dns = dns_server(vec![]).await;
+    let store = sqlite_store(dir.path()).await;
+    let id = enqueue(&store, "bob@far.test").await;
+    let node = delivery::start_with(
+        Arc::new(with_auth(dns, relay.addr, dir.path(), "s3cret")),
+        store.clone(),
+        tunables(1),
+    )
+    .await
+    .unwrap();
+    delivered(&store, &id).await;
+    node.kill();
+    assert_eq!(relay.authenticated.lock().unwrap().as_deref(), Some("ann"));
+    assert_eq!(relay.count(), 1);
+    assert!(relay.received()[0].tls);
+}

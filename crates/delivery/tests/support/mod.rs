@@ -170,6 +170,8 @@ pub struct Behaviour {
     pub smtputf8: bool,
     /// Offer `AUTH PLAIN LOGIN` (and refuse every attempt).
     pub auth: bool,
+    /// Offer only `AUTH LOGIN` (after STARTTLS) and accept these credentials.
+    pub auth_login: Option<(String, String)>,
     /// The TLS identity; default: a self-signed certificate for `mx.test`.
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
 }
@@ -187,6 +189,7 @@ impl Default for Behaviour {
             eightbitmime: true,
             smtputf8: true,
             auth: false,
+            auth_login: None,
             tls_config: None,
         }
     }
@@ -211,6 +214,8 @@ pub struct Receiver {
     pub connections: Arc<Mutex<u64>>,
     /// The verb of every command received, in order.
     pub commands: Arc<Mutex<Vec<String>>>,
+    /// The login of a successful AUTH LOGIN.
+    pub authenticated: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
@@ -222,6 +227,7 @@ impl Receiver {
             received: Arc::new(Mutex::new(Vec::new())),
             connections: Arc::new(Mutex::new(0)),
             commands: Arc::new(Mutex::new(Vec::new())),
+            authenticated: Arc::new(Mutex::new(None)),
         };
         let acceptor = match &r.behaviour.lock().unwrap().tls_config {
             Some(c) => tokio_rustls::TlsAcceptor::from(c.clone()),
@@ -475,6 +481,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 if b.auth {
                     caps.push("AUTH PLAIN LOGIN".into());
+                } else if b.auth_login.is_some() && tls {
+                    caps.push("AUTH LOGIN".into());
                 }
                 caps.push("SIZE 10000000".into());
                 caps.push("ENHANCEDSTATUSCODES".into());
@@ -546,6 +554,26 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 "250 2.0.0 ok\r\n".into()
             }
             "NOOP" => "250 2.0.0 ok\r\n".into(),
+            "AUTH" if upper == "AUTH LOGIN" && b.auth_login.is_some() => {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let mut given = Vec::new();
+                for prompt in ["334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n"] {
+                    io.write_all(prompt.as_bytes()).await.ok()?;
+                    io.flush().await.ok()?;
+                    line.clear();
+                    io.read_line(&mut line).await.ok()?;
+                    let decoded = b64.decode(line.trim_end()).unwrap_or_default();
+                    given.push(String::from_utf8_lossy(&decoded).into_owned());
+                }
+                let (user, password) = b.auth_login.clone().unwrap_or_default();
+                if given == [user.clone(), password] {
+                    *r.authenticated.lock().unwrap() = Some(user);
+                    "235 2.7.0 ok\r\n".into()
+                } else {
+                    "535 5.7.8 authentication failed\r\n".into()
+                }
+            }
             "AUTH" => "535 5.7.8 authentication failed\r\n".into(),
             "QUIT" => {
                 let _ = io.write_all(b"221 2.0.0 bye\r\n").await;
