@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nftables iproute2 socat swaks libnet-ssleay-perl libio-socket-ssl-perl curl python3 freeradius freeradius-utils rbldnsd softflowd postfix sasl2-bin
+# swaks needs its Perl TLS and IPv6 modules, which are only Recommends.
+packages=(nftables iproute2 socat swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl curl python3 freeradius freeradius-utils rbldnsd softflowd postfix sasl2-bin
           postgresql-client chromium chromium-driver openssl)
 missing=()
 for p in "${packages[@]}"; do

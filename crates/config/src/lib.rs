@@ -114,6 +114,28 @@ mod tests {
         let c = parse("[delivery]\nsmart_host = \"relay:587\"\nsmart_host_user = \"u\"\nsmart_host_password_file = \"/p\"\n")
             .unwrap();
         assert_eq!(c.delivery.smart_host_user.as_deref(), Some("u"));
+        let e = parse("[delivery]\nconnections_per_destination = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("test.toml: delivery.connections_per_destination:"),
+            "{e}"
+        );
+        let e = parse("[delivery]\ndomain_rates = [{ domain = \"a.example\", per_minute = 0 }]\n")
+            .unwrap_err();
+        assert!(e.starts_with("test.toml: delivery.domain_rates[0]:"), "{e}");
+        let e = parse("[delivery]\ndomain_rates = [{ domain = \"*\", per_minute = 60 }, { domain = \"*\", per_minute = 6 }]\n")
+            .unwrap_err();
+        assert!(e.contains("two rates"), "{e}");
+    }
+
+    #[test]
+    fn domain_rates_fall_back_to_the_star_line() {
+        let c = parse("[delivery]\ndomain_rates = [{ domain = \"*\", per_minute = 600 }, { domain = \"Mail.Example\", per_minute = 90, burst = 5 }]\n")
+            .unwrap();
+        let own = c.delivery.rate_for("mail.example").unwrap();
+        assert_eq!((own.per_minute, own.burst()), (90, 5));
+        let star = c.delivery.rate_for("other.example").unwrap();
+        assert_eq!((star.per_minute, star.burst()), (600, 10));
+        assert!(parse("").unwrap().delivery.rate_for("x.example").is_none());
     }
 
     #[test]

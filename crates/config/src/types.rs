@@ -202,6 +202,26 @@ pub struct DkimKey {
     pub key_file: PathBuf,
 }
 
+/// A sending rate toward one recipient domain (large mailbox providers throttle
+/// senders that burst).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainRate {
+    /// The recipient domain, or "*" for every domain without a line of its own.
+    pub domain: String,
+    pub per_minute: u32,
+    /// Messages that may go at once before the rate applies (default: one second's worth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl DomainRate {
+    /// The burst in effect.
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.per_minute.div_ceil(60)).max(1)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliveryConfig {
@@ -218,6 +238,20 @@ pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     pub max_queue_time: Duration,
     pub dkim: Vec<DkimKey>,
+    /// Simultaneous connections to one destination (recipient domain or smart host).
+    pub connections_per_destination: u32,
+    pub domain_rates: Vec<DomainRate>,
+}
+
+impl DeliveryConfig {
+    /// The rate toward `domain`: its own line, else the "*" line, else none.
+    pub fn rate_for(&self, domain: &str) -> Option<&DomainRate> {
+        let own = self
+            .domain_rates
+            .iter()
+            .find(|r| r.domain.eq_ignore_ascii_case(domain));
+        own.or_else(|| self.domain_rates.iter().find(|r| r.domain == "*"))
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -232,6 +266,8 @@ impl Default for DeliveryConfig {
                 .to_vec(),
             max_queue_time: Duration::secs(5 * 86_400),
             dkim: vec![],
+            connections_per_destination: 10,
+            domain_rates: vec![],
         }
     }
 }
@@ -477,6 +513,27 @@ impl Config {
                 }
             }
             (None, None) => {}
+        }
+        if d.connections_per_destination == 0 {
+            return bad(
+                "delivery.connections_per_destination",
+                "must be at least 1".into(),
+            );
+        }
+        for (i, r) in d.domain_rates.iter().enumerate() {
+            let key = format!("delivery.domain_rates[{i}]");
+            if r.per_minute == 0 || r.burst == Some(0) {
+                return bad(&key, "per_minute and burst must be at least 1".into());
+            }
+            if r.domain != "*" && (r.domain.is_empty() || r.domain.contains(['@', ' ', '*'])) {
+                return bad(&key, format!("'{}' is not a domain or \"*\"", r.domain));
+            }
+            if d.domain_rates[..i]
+                .iter()
+                .any(|o| o.domain.eq_ignore_ascii_case(&r.domain))
+            {
+                return bad(&key, format!("{} has two rates", r.domain));
+            }
         }
         for (i, c) in self.radius.clients.iter().enumerate() {
             if c.secret.is_empty() {

@@ -6,9 +6,10 @@
 //! Shape: one *dispatcher* claims recipients (never more than `max_in_flight`
 //! outstanding) and splits each message into *jobs*, one per recipient domain (or
 //! one for the smart host). Each destination has a queue of jobs and up to
-//! `per_destination_connections` *lanes*; a lane holds one SMTP connection and
-//! carries job after job on it until it has been idle for `idle_connection`. A
-//! token bucket per destination spaces out messages when `domain_rate` is set.
+//! `delivery.connections_per_destination` *lanes*; a lane holds one SMTP connection
+//! and carries job after job on it until it has been idle for `idle_connection`. A
+//! token bucket per destination spaces out messages when `delivery.domain_rates`
+//! gives the domain (or "*") a rate.
 //!
 //! Each new MX connection is opened under the TLS requirement of its host (DANE,
 //! MTA-STS or opportunistic: `tls_policy`); the smart host gets AUTH over TLS when
@@ -67,10 +68,6 @@ pub struct DeliveryTunables {
     pub lease: Duration,
     /// How often an idle dispatcher looks for due recipients.
     pub poll_interval: Duration,
-    /// Simultaneous connections per destination (recipient domain or smart host).
-    pub per_destination_connections: usize,
-    /// Messages per second and burst per destination; `None`: unlimited.
-    pub domain_rate: Option<(f64, u32)>,
     pub timeouts: Timeouts,
     /// How long a lane keeps an idle connection open for the next message.
     pub idle_connection: Duration,
@@ -117,8 +114,6 @@ impl Default for DeliveryTunables {
             max_in_flight: 1000,
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
-            per_destination_connections: 10,
-            domain_rate: None,
             timeouts: Timeouts::default(),
             idle_connection: Duration::from_secs(5),
             max_messages_per_connection: 1000,
@@ -218,6 +213,13 @@ struct Engine {
     destinations: Mutex<HashMap<String, Arc<Destination>>>,
     stop: watch::Receiver<bool>,
     outcomes: tokio::sync::mpsc::Sender<Settled>,
+}
+
+impl Engine {
+    /// Most lanes (connections) per destination.
+    fn max_lanes(&self) -> usize {
+        self.config.delivery.connections_per_destination.max(1) as usize
+    }
 }
 
 /// Outcomes of one job, waiting for the group commit; the permits keep the job
@@ -498,7 +500,7 @@ fn enqueue_jobs(engine: &Arc<Engine>, m: ClaimedMessage) {
         }
         dest.wake.notify_one();
         let lanes = dest.lanes.load(Ordering::SeqCst);
-        if lanes < engine.tunables.per_destination_connections.max(1)
+        if lanes < engine.max_lanes()
             && dest
                 .lanes
                 .compare_exchange(lanes, lanes + 1, Ordering::SeqCst, Ordering::SeqCst)
@@ -521,12 +523,9 @@ fn destination(engine: &Arc<Engine>, key: &str) -> Arc<Destination> {
                 jobs: Mutex::new(VecDeque::new()),
                 lanes: AtomicUsize::new(0),
                 wake: Notify::new(),
-                rate: tokio::sync::Mutex::new(
-                    engine
-                        .tunables
-                        .domain_rate
-                        .map(|(r, b)| DomainRate::new(r, b, Instant::now())),
-                ),
+                rate: tokio::sync::Mutex::new(engine.config.delivery.rate_for(key).map(|r| {
+                    DomainRate::new(f64::from(r.per_minute) / 60.0, r.burst(), Instant::now())
+                })),
             })
         })
         .clone()
@@ -553,10 +552,7 @@ async fn lane(engine: Arc<Engine>, dest: Arc<Destination>) {
                     dest.lanes.fetch_sub(1, Ordering::SeqCst);
                     // A job may have arrived between the pop and the decrement.
                     let has_work = dest.jobs.lock().map(|q| !q.is_empty()).unwrap_or(false);
-                    if has_work
-                        && dest.lanes.fetch_add(1, Ordering::SeqCst)
-                            < engine.tunables.per_destination_connections
-                    {
+                    if has_work && dest.lanes.fetch_add(1, Ordering::SeqCst) < engine.max_lanes() {
                         continue;
                     } else if has_work {
                         dest.lanes.fetch_sub(1, Ordering::SeqCst);

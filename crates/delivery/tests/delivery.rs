@@ -92,11 +92,9 @@ async fn starttls_is_used_and_recorded_and_connections_are_reused() {
             .await
             .unwrap();
     }
-    let mut t = tunables(rx.addr.port());
-    t.per_destination_connections = 1;
-    let node = delivery::start_with(Arc::new(config(dns)), store.clone(), t)
-        .await
-        .unwrap();
+    let mut cfg = config(dns);
+    cfg.delivery.connections_per_destination = 1;
+    let node = start(cfg, &store, rx.addr.port()).await;
     assert!(wait_until(20, || async { rx.count() == 5 }).await);
     assert!(wait_until(10, || async { store.queue_len().await.unwrap() == 1 }).await);
     node.kill();
@@ -765,4 +763,62 @@ async fn a_live_node_keeps_its_claims_through_a_slow_transaction() {
     // Once a is dead its lease runs out and b takes over.
     assert!(wait_until(10, || async { *rx.connections.lock().unwrap() == 2 }).await);
     nb.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_rates_space_out_one_domain_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start("127.0.0.1", 0, Behaviour::default()).await;
+    let dns = dns_server(vec![
+        ("slow.test", Rr::Mx(10, "mx.slow.test")),
+        ("mx.slow.test", lo(1)),
+        ("fast.test", Rr::Mx(10, "mx.fast.test")),
+        ("mx.fast.test", lo(1)),
+    ])
+    .await;
+    let store = sqlite_store(dir.path()).await;
+    for domain in ["slow.test", "fast.test"] {
+        for i in 0..4 {
+            store
+                .enqueue(&message(
+                    "ann@isp.test",
+                    &[&format!("r{i}@{domain}")],
+                    &format!("Subject: {i}\r\n\r\nx\r\n"),
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    let mut cfg = config(dns);
+    cfg.delivery.domain_rates = vec![config::DomainRate {
+        domain: "slow.test".into(),
+        per_minute: 120,
+        burst: Some(1),
+    }];
+    let node = start(cfg, &store, rx.addr.port()).await;
+    assert!(wait_until(30, || async { rx.count() == 8 }).await);
+    node.kill();
+    let times = |domain: &str| -> Vec<std::time::Instant> {
+        let mut t: Vec<_> = rx
+            .received()
+            .iter()
+            .filter(|r| r.rcpts[0].ends_with(domain))
+            .map(|r| r.at)
+            .collect();
+        t.sort();
+        t
+    };
+    // 2 per second with a burst of one: four messages span at least 1.5 s.
+    let slow = times("@slow.test");
+    assert_eq!(slow.len(), 4);
+    for pair in slow.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(450), "slow.test gap {gap:?}");
+    }
+    // fast.test has no rate (and no "*" line): its four went while slow.test waited.
+    let fast = times("@fast.test");
+    assert!(
+        fast[3] < slow[3],
+        "fast.test is not held back by slow.test's rate"
+    );
 }

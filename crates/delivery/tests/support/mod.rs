@@ -204,6 +204,8 @@ pub struct Received {
     pub connection: u64,
     /// The client's EHLO/HELO name.
     pub helo: String,
+    /// When the final dot arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -544,6 +546,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                             tls,
                             connection: conn,
                             helo: helo.clone(),
+                            at: std::time::Instant::now(),
                         });
                     }
                     format!("{}\r\n", b.data_end)
