@@ -229,9 +229,11 @@ enum Server {
 /// One measured phase: its name, the request kind, how many distinct logins, and
 /// which servers take part.
 struct Phase {
-    name: &'static str,
+    name: String,
     kind: Kind,
     logins: u64,
+    /// Requests in flight.
+    concurrency: u64,
     servers: &'static [Server],
 }
 
@@ -391,36 +393,66 @@ fn main() {
 
     use Server::*;
     let warm = concurrency * 4;
+    let deep = concurrency * 4;
+    let phase = |name: &str, kind, logins, concurrency, servers| Phase {
+        name: name.to_string(),
+        kind,
+        logins,
+        concurrency,
+        servers,
+    };
     let phases = [
-        Phase {
-            name: "Access-Request (cold: argon2id per login)",
-            kind: Kind::Access,
+        phase(
+            "Access-Request (cold: argon2id per login)",
+            Kind::Access,
             logins,
-            servers: &[Portcullis],
-        },
-        Phase {
-            name: "Access-Request (warm)",
-            kind: Kind::Access,
-            logins: warm,
-            servers: &[Portcullis, FreeRadius],
-        },
-        Phase {
-            name: "Accounting Interim-Update",
-            kind: Kind::Interim,
+            concurrency,
+            &[Portcullis],
+        ),
+        phase(
+            "Access-Request (warm)",
+            Kind::Access,
+            warm,
+            concurrency,
+            &[Portcullis, FreeRadius],
+        ),
+        phase(
+            "Accounting Interim-Update",
+            Kind::Interim,
             logins,
-            servers: &[Portcullis, FreeRadius, FreeRadiusDetail],
-        },
-        Phase {
-            name: "Accounting Start/Stop",
-            kind: Kind::StartStop,
+            concurrency,
+            &[Portcullis, FreeRadius, FreeRadiusDetail],
+        ),
+        phase(
+            "Accounting Start/Stop",
+            Kind::StartStop,
             logins,
-            servers: &[Portcullis, FreeRadius, FreeRadiusDetail, Null],
-        },
+            concurrency,
+            &[Portcullis, FreeRadius, FreeRadiusDetail, Null],
+        ),
+        phase(
+            &format!("Accounting Start/Stop, {deep} in flight"),
+            Kind::StartStop,
+            logins,
+            deep,
+            &[Portcullis, FreeRadius, FreeRadiusDetail, Null],
+        ),
     ];
     // results[phase][server] = rates of the repeats
     let mut results: Vec<[Vec<f64>; 4]> = phases.iter().map(|_| Default::default()).collect();
     let mut notes = Vec::new();
+    let mut lost = Vec::new();
+    // RADIUS_BENCH_SERVERS=portcullis,freeradius,detail,null picks some (for profiling).
+    let only = std::env::var("RADIUS_BENCH_SERVERS").ok();
+    let only_kinds = std::env::var("RADIUS_BENCH_PHASES").ok();
     for server in [Portcullis, FreeRadius, FreeRadiusDetail, Null] {
+        let key = ["portcullis", "freeradius", "detail", "null"][server as usize];
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|k| k == key))
+        {
+            continue;
+        }
         let (fr, target) = match server {
             Portcullis => (
                 None,
@@ -449,7 +481,11 @@ fn main() {
         };
         let label = label(server);
         for (p, phase) in phases.iter().enumerate() {
-            if !phase.servers.contains(&server) {
+            if !phase.servers.contains(&server)
+                || only_kinds
+                    .as_deref()
+                    .is_some_and(|o| !o.split(',').any(|k| k == p.to_string()))
+            {
                 continue;
             }
             let addr = if phase.kind == Kind::Access {
@@ -457,38 +493,53 @@ fn main() {
             } else {
                 target.acct
             };
-            let phase_secs = if phase.logins == logins && phase.kind == Kind::Access {
-                secs.min(3)
-            } else {
-                secs
-            };
+            let cold = phase.logins == logins && phase.kind == Kind::Access;
+            let phase_secs = if cold { secs.min(3) } else { secs };
             for r in 0..repeats {
                 if server == Portcullis {
                     match phase.kind {
                         // Every cold repeat needs logins not verified yet: a fresh server.
-                        Kind::Access if phase.logins == logins && r > 0 => continue,
+                        Kind::Access if cold && r > 0 => continue,
                         Kind::Access if phase.logins == warm && r == 0 => {
-                            generator.block_on(prime(addr, Kind::Access, warm, concurrency))
+                            generator.block_on(prime(addr, Kind::Access, warm, concurrency));
+                            println!("  (primed {warm} logins)");
                         }
                         Kind::Interim if r == 0 => {
-                            generator.block_on(prime(addr, Kind::Start, logins, concurrency))
+                            generator.block_on(prime(addr, Kind::Start, logins, concurrency));
+                            println!("  (started {logins} sessions)");
                         }
                         _ => {}
                     }
                 }
+                let transactions = commits();
                 let o = generator.block_on(run(
                     addr,
                     phase.kind,
-                    concurrency,
+                    phase.concurrency,
                     phase_secs,
                     phase.logins,
                 ));
+                let (n, micros) = commits();
+                let n = n - transactions.0;
+                let batching = if server == Portcullis && n > 0 {
+                    let line = format!(
+                        "{:.1} packets per transaction, {:.2} ms per transaction",
+                        o.answered as f64 / n as f64,
+                        (micros - transactions.1) as f64 / n as f64 / 1000.0
+                    );
+                    if r == 0 {
+                        notes.push(format!("{label}, {}: {line}", phase.name));
+                    }
+                    format!("; {line}")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "  {label}, {}: {:.0} requests/s ({} answered, {} unanswered)",
+                    "  {label}, {}: {:.0} requests/s ({} answered, {} unanswered{batching})",
                     phase.name, o.rate, o.answered, o.lost
                 );
                 if o.lost > 0 {
-                    notes.push(format!(
+                    lost.push(format!(
                         "{label}, {}: {} of {} requests unanswered in one run",
                         phase.name,
                         o.lost,
@@ -514,6 +565,7 @@ fn main() {
                 cores,
                 version: version.as_deref(),
                 notes: &notes,
+                lost: &lost,
             },
         );
         let path = Path::new(&dir).join("04-radius.md");
@@ -521,6 +573,15 @@ fn main() {
             eprintln!("cannot write {}: {e}", path.display());
         }
     }
+}
+
+/// The accounting group commit's transactions so far and their microseconds.
+fn commits() -> (u64, u64) {
+    let c = &enforce::radius_server::COUNTERS;
+    (
+        c.accounting_transactions.load(Ordering::Relaxed),
+        c.accounting_transaction_micros.load(Ordering::Relaxed),
+    )
 }
 
 fn label(server: Server) -> &'static str {
@@ -541,6 +602,7 @@ struct ReportContext<'a> {
     cores: usize,
     version: Option<&'a str>,
     notes: &'a [String],
+    lost: &'a [String],
 }
 
 fn report(phases: &[Phase], results: &[[Vec<f64>; 4]], c: ReportContext) -> String {
@@ -614,8 +676,14 @@ fn report(phases: &[Phase], results: &[[Vec<f64>; 4]], c: ReportContext) -> Stri
          and the gap between it and a server is that server's own cost.\n",
     );
     if !c.notes.is_empty() {
-        out.push_str("\nUnanswered requests (UDP, 2 s timeout):\n\n");
+        out.push_str("\nportcullis' accounting group commit (first run of each phase):\n\n");
         for n in c.notes {
+            out.push_str(&format!("- {n}\n"));
+        }
+    }
+    if !c.lost.is_empty() {
+        out.push_str("\nUnanswered requests (UDP, 2 s timeout):\n\n");
+        for n in c.lost {
             out.push_str(&format!("- {n}\n"));
         }
     }

@@ -57,6 +57,10 @@ pub struct RadiusCounters {
     /// Accounting-Requests admitted.
     pub accounting_requests: AtomicU64,
     pub accounting_responses: AtomicU64,
+    /// Store transactions of the accounting group commit, and the microseconds they
+    /// took: packets per transaction and the commit latency that bounds throughput.
+    pub accounting_transactions: AtomicU64,
+    pub accounting_transaction_micros: AtomicU64,
     /// Datagrams from an address that is not in `radius.clients`.
     pub unknown_client: AtomicU64,
     /// Datagrams that do not decode, or requests of the wrong code for the port.
@@ -87,6 +91,8 @@ impl RadiusCounters {
             access_rejects: AtomicU64::new(0),
             accounting_requests: AtomicU64::new(0),
             accounting_responses: AtomicU64::new(0),
+            accounting_transactions: AtomicU64::new(0),
+            accounting_transaction_micros: AtomicU64::new(0),
             unknown_client: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             bad_authenticator: AtomicU64::new(0),
@@ -111,6 +117,11 @@ impl RadiusCounters {
             ("access_rejects", c(&self.access_rejects)),
             ("accounting_requests", c(&self.accounting_requests)),
             ("accounting_responses", c(&self.accounting_responses)),
+            ("accounting_transactions", c(&self.accounting_transactions)),
+            (
+                "accounting_transaction_micros",
+                c(&self.accounting_transaction_micros),
+            ),
             ("unknown_client", c(&self.unknown_client)),
             ("malformed", c(&self.malformed)),
             ("bad_authenticator", c(&self.bad_authenticator)),
@@ -235,7 +246,13 @@ async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<Accoun
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let results = store.sessions_accounted(&batch).await;
+        count(&COUNTERS.accounting_transactions);
+        COUNTERS.accounting_transaction_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         for (reply, result) in replies.drain(..).zip(results) {
             let _ = reply.send(result);
         }
