@@ -212,6 +212,16 @@ async fn null_responder(socket: UdpSocket) {
     }
 }
 
+fn shared_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_recv_buffer_size(4 << 20).ok();
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 /// What the generator points at.
 struct Target {
     auth: SocketAddr,
@@ -376,9 +386,13 @@ fn main() {
         .expect("tokio runtime");
     let (_dir, ours, _tasks) = server_rt.block_on(portcullis(logins));
     let null = server_rt.block_on(async {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let addr = socket.local_addr().expect("address");
-        tokio::spawn(null_responder(socket));
+        // The same sockets as portcullis': one per core (SO_REUSEPORT), 4 MiB buffers.
+        let mut addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        for _ in 0..cores {
+            let socket = shared_socket(addr).expect("bind");
+            addr = socket.local_addr().expect("address");
+            tokio::spawn(null_responder(socket));
+        }
         Target {
             auth: addr,
             acct: addr,

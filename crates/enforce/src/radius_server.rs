@@ -755,6 +755,9 @@ async fn sweep(store: Store) {
     }
 }
 
+/// Receive buffer asked for each RADIUS socket.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// One socket per core on `addr` (SO_REUSEPORT: the kernel spreads clients over them
 /// by address and port, so each NAS's packets, retransmissions included, keep to one
 /// socket), each with its own receive loop. Linux lets only processes of the same
@@ -767,6 +770,9 @@ fn bind_per_core(addr: SocketAddr) -> std::io::Result<Vec<UdpSocket>> {
     for _ in 0..cores {
         let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_port(true)?;
+        // Room for a burst (a BRAS rebooting sends thousands of Starts at once); the
+        // kernel caps it at net.core.rmem_max.
+        s.set_recv_buffer_size(RECEIVE_BUFFER).ok();
         s.set_nonblocking(true)?;
         s.bind(&at.into())?;
         let s = UdpSocket::from_std(s.into())?;
