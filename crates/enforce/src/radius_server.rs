@@ -14,7 +14,12 @@
 //! retransmissions (same client, identifier and authenticator within
 //! [`DEDUP_WINDOW`]) get the cached reply; anything malformed, unknown or unsigned is
 //! dropped and counted in [`COUNTERS`]. An accounting reply is sent only after the
-//! store write succeeded, so a NAS retransmits what we failed to record.
+//! store write committed, so a NAS retransmits what we failed to record.
+//!
+//! Speed: accounting packets that arrive together share one store transaction
+//! ([`group_commit`]); an Access-Request whose subscriber profile and password check
+//! are cached (see `radius/profiles.rs`) is answered in the receive loop itself; each
+//! listener is one SO_REUSEPORT socket per core.
 //!
 //! The wire format lives in the `radius` crate; this module only decides and moves bytes.
 
