@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::abuse::MIGRATION),
     (6, crate::portal::MIGRATION),
     (7, crate::delivery::MIGRATION),
+    (10, crate::sessions::OPEN_SESSIONS_MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "
