@@ -102,11 +102,15 @@ server default {
         type = auth
         ipaddr = 127.0.0.1
         port = $auth
+        # As portcullis' sockets (capped by net.core.rmem_max).
+        recv_buff = 4194304
     }
     listen {
         type = acct
         ipaddr = 127.0.0.1
         port = $acct
+        # As portcullis' sockets (capped by net.core.rmem_max).
+        recv_buff = 4194304
     }
     authorize {
         files

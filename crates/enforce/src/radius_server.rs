@@ -14,7 +14,12 @@
 //! retransmissions (same client, identifier and authenticator within
 //! [`DEDUP_WINDOW`]) get the cached reply; anything malformed, unknown or unsigned is
 //! dropped and counted in [`COUNTERS`]. An accounting reply is sent only after the
-//! store write succeeded, so a NAS retransmits what we failed to record.
+//! store write committed, so a NAS retransmits what we failed to record.
+//!
+//! Speed: accounting packets that arrive together share one store transaction
+//! ([`group_commit`]); an Access-Request whose subscriber profile and password check
+//! are cached (see `radius/profiles.rs`) is answered in the receive loop itself; each
+//! listener is one SO_REUSEPORT socket per core.
 //!
 //! The wire format lives in the `radius` crate; this module only decides and moves bytes.
 
@@ -57,6 +62,10 @@ pub struct RadiusCounters {
     /// Accounting-Requests admitted.
     pub accounting_requests: AtomicU64,
     pub accounting_responses: AtomicU64,
+    /// Store transactions of the accounting group commit, and the microseconds they
+    /// took: packets per transaction and the commit latency that bounds throughput.
+    pub accounting_transactions: AtomicU64,
+    pub accounting_transaction_micros: AtomicU64,
     /// Datagrams from an address that is not in `radius.clients`.
     pub unknown_client: AtomicU64,
     /// Datagrams that do not decode, or requests of the wrong code for the port.
@@ -87,6 +96,8 @@ impl RadiusCounters {
             access_rejects: AtomicU64::new(0),
             accounting_requests: AtomicU64::new(0),
             accounting_responses: AtomicU64::new(0),
+            accounting_transactions: AtomicU64::new(0),
+            accounting_transaction_micros: AtomicU64::new(0),
             unknown_client: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             bad_authenticator: AtomicU64::new(0),
@@ -111,6 +122,11 @@ impl RadiusCounters {
             ("access_rejects", c(&self.access_rejects)),
             ("accounting_requests", c(&self.accounting_requests)),
             ("accounting_responses", c(&self.accounting_responses)),
+            ("accounting_transactions", c(&self.accounting_transactions)),
+            (
+                "accounting_transaction_micros",
+                c(&self.accounting_transaction_micros),
+            ),
             ("unknown_client", c(&self.unknown_client)),
             ("malformed", c(&self.malformed)),
             ("bad_authenticator", c(&self.bad_authenticator)),
@@ -235,7 +251,13 @@ async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<Accoun
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let results = store.sessions_accounted(&batch).await;
+        count(&COUNTERS.accounting_transactions);
+        COUNTERS.accounting_transaction_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         for (reply, result) in replies.drain(..).zip(results) {
             let _ = reply.send(result);
         }
@@ -738,6 +760,9 @@ async fn sweep(store: Store) {
     }
 }
 
+/// Receive buffer asked for each RADIUS socket.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// One socket per core on `addr` (SO_REUSEPORT: the kernel spreads clients over them
 /// by address and port, so each NAS's packets, retransmissions included, keep to one
 /// socket), each with its own receive loop. Linux lets only processes of the same
@@ -750,6 +775,9 @@ fn bind_per_core(addr: SocketAddr) -> std::io::Result<Vec<UdpSocket>> {
     for _ in 0..cores {
         let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_port(true)?;
+        // Room for a burst (a BRAS rebooting sends thousands of Starts at once); the
+        // kernel caps it at net.core.rmem_max.
+        s.set_recv_buffer_size(RECEIVE_BUFFER).ok();
         s.set_nonblocking(true)?;
         s.bind(&at.into())?;
         let s = UdpSocket::from_std(s.into())?;

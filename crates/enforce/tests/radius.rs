@@ -198,6 +198,63 @@ async fn access_accept_carries_filter_and_static_address() {
     );
 }
 
+/// Authenticates `login` until the output satisfies `done`, for at most 3 s: the
+/// cached profile is dropped within the event follower's poll interval.
+async fn auth_until(b: &Bras, login: &str, password: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    for _ in 0..15 {
+        out = radclient(b.auth, "auth", SECRET, &pap(login, password))
+            .await
+            .1;
+        if done(&out) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_password_changes_reach_the_next_access_request() {
+    if !have_radclient() {
+        return;
+    }
+    let b = bras().await;
+    let op = Actor::Operator("test".into());
+    // Twice, so the second answer comes from the profile and password caches.
+    for _ in 0..2 {
+        let (ok, out) = radclient(b.auth, "auth", SECRET, &pap("dyn", "dyn-pass")).await;
+        assert!(ok && out.contains("Filter-Id = \"port25-block\""), "{out}");
+    }
+    b.store
+        .transition(
+            "dyn",
+            Port25Action::RequestOptOut { aup_accepted: true },
+            &op,
+            "r",
+        )
+        .await
+        .unwrap();
+    b.store
+        .transition("dyn", Port25Action::ApproveOptOut, &op, "r")
+        .await
+        .unwrap();
+    let out = auth_until(&b, "dyn", "dyn-pass", |o| o.contains("port25-open")).await;
+    assert!(out.contains("Filter-Id = \"port25-open\""), "{out}");
+
+    b.store
+        .set_subscriber_password("dyn", &store::password::hash_password("new-pass"), &op)
+        .await
+        .unwrap();
+    let out = auth_until(&b, "dyn", "dyn-pass", |o| o.contains("Access-Reject")).await;
+    assert!(
+        out.contains("wrong password"),
+        "the old password stops working: {out}"
+    );
+    let (ok, out) = radclient(b.auth, "auth", SECRET, &pap("dyn", "new-pass")).await;
+    assert!(ok && out.contains("Access-Accept"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_missing_message_authenticator_and_garbage_are_dropped() {
     if !have_radclient() {

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, crate::delivery::MIGRATION),
     (8, crate::mta_sts::MIGRATION),
     (9, crate::portal::MIGRATION_ONE_PENDING_STATIC),
+    (10, crate::sessions::OPEN_SESSIONS_MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "

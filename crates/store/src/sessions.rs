@@ -24,6 +24,15 @@ ALTER TABLE leases ADD COLUMN last_seen BIGINT;
 CREATE INDEX leases_session ON leases (nas, session_id);
 ";
 
+/// Schema version 10: the open leases of a session are found without reading its
+/// closed ones (a NAS that reuses session ids, or a long-lived id, would otherwise
+/// make every accounting packet read the session's whole history). Closed leases of
+/// a session are looked up by login ([`Store::session_leases`]), which is rare.
+pub(crate) const OPEN_SESSIONS_MIGRATION: &str = "
+DROP INDEX leases_session;
+CREATE INDEX leases_open_session ON leases (nas, session_id) WHERE end_at IS NULL;
+";
+
 /// What one accounting packet says about a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionReport {
@@ -84,31 +93,32 @@ const READ_CHUNK: usize = 500;
 const CONFLICT_RETRIES: usize = 3;
 
 impl Store {
-    /// The RADIUS leases of the sessions `reports` name, open or closed.
+    /// The RADIUS leases of the sessions `batch` names: the open ones, and for a Stop
+    /// of a session with none open (its Start was lost), the closed ones too.
     async fn session_leases(
         &self,
-        reports: &[&SessionReport],
+        batch: &[(SessionEvent, SessionReport)],
     ) -> Result<HashMap<SessionKey, SessionLeases>, StoreError> {
         let mut known: HashMap<SessionKey, SessionLeases> = HashMap::new();
-        for r in reports {
+        for (_, r) in batch {
             known
                 .entry((r.nas.to_string(), r.session_id.clone()))
                 .or_default();
         }
         let keys: Vec<SessionKey> = known.keys().cloned().collect();
+        let list = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for chunk in keys.chunks(READ_CHUNK) {
             let nases: BTreeSet<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
             let ids: BTreeSet<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
-            let list = |from: usize, n: usize| {
-                (from..from + n)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            // Both lists are answered by the (nas, session_id) index; pairs that
-            // match across two sessions are sorted out below.
+            // Both lists are answered by the open-session index; pairs that match
+            // across two sessions are sorted out below.
             let sql = format!(
-                "SELECT nas, session_id, net, end_at FROM leases WHERE source = 'radius' \
+                "SELECT nas, session_id, net FROM leases WHERE end_at IS NULL AND source = 'radius' \
                  AND nas IN ({}) AND session_id IN ({}) ORDER BY id",
                 list(1, nases.len()),
                 list(1 + nases.len(), ids.len())
@@ -120,8 +130,29 @@ impl Store {
                 .collect();
             for r in self.db.query(&sql, values).await? {
                 if let Some(leases) = known.get_mut(&(r.text(0)?, r.text(1)?)) {
-                    leases.push((r.text(2)?, r.opt_int(3)?.is_none()));
+                    leases.push((r.text(2)?, true));
                 }
+            }
+        }
+        let mut lost_starts = BTreeSet::new();
+        for (event, r) in batch {
+            let key = (r.nas.to_string(), r.session_id.clone());
+            if *event == SessionEvent::Stop && known.get(&key).is_some_and(|l| l.is_empty()) {
+                lost_starts.insert((r.login.as_str(), key));
+            }
+        }
+        for (login, key) in lost_starts {
+            let rows = self
+                .db
+                .query(
+                    "SELECT net FROM leases WHERE login = $1 AND nas = $2 AND session_id = $3 \
+                     AND source = 'radius' AND end_at IS NOT NULL ORDER BY id",
+                    params![login, &key.0, &key.1],
+                )
+                .await?;
+            let leases = known.entry(key).or_default();
+            for r in rows {
+                leases.push((r.text(0)?, false));
             }
         }
         Ok(known)
@@ -241,8 +272,7 @@ impl Store {
         &self,
         batch: &[(SessionEvent, SessionReport)],
     ) -> Result<Vec<usize>, StoreError> {
-        let reports: Vec<&SessionReport> = batch.iter().map(|(_, r)| r).collect();
-        let mut known = self.session_leases(&reports).await?;
+        let mut known = self.session_leases(batch).await?;
         let mut stmts = Vec::with_capacity(batch.len() * 3);
         let mut counts = Vec::with_capacity(batch.len());
         for (event, report) in batch {
