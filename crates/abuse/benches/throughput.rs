@@ -413,9 +413,9 @@ fn report_markdown(figures: &[Figure], settings: &Settings) -> String {
         "\nFlows: one core decodes each export packet (templates cached per exporter) and \
          counts distinct port-25 destinations per source in a fixed window; the per-record \
          hash-set insert of the counter bounds it. ARF: parsing is MIME parsing of the \
-         three-part report (about 35 µs each); the target is held by the way `abuse ingest` \
+         three-part report (20-40 µs each here); the target is held by the way `abuse ingest` \
          works, parsing on both cores and attributing 256 reports with one batched lease \
-         lookup (one `whois` query per report manages about half the target). Full ingest \
+         lookup (one `whois` query per report falls short of it, 6,000-9,000/s here). Full ingest \
          is bounded by fsync: each new report is its own durable SQLite transaction \
          (synchronous=FULL), so it is listed apart from the target.\n",
     );
