@@ -224,6 +224,19 @@ mod tests {
         let store = Store::open(&format!("sqlite://{}", dir.path().join("e.db").display()))
             .await
             .unwrap();
+        deviating_subscribers(&store).await;
+    }
+
+    #[tokio::test]
+    async fn enforcement_queries_on_postgres() {
+        let url = crate::testing::fresh_postgres_schema("enforcement")
+            .await
+            .expect("the test PostgreSQL at 127.0.0.1:5432");
+        deviating_subscribers(&Store::open(&url).await.unwrap()).await;
+    }
+
+    async fn deviating_subscribers(store: &Store) {
+        let store = store.clone();
         let op = Actor::Operator("t".into());
         subscriber(&store, "open", Plan::Dynamic, &[]).await;
         lease(&store, "open", "100.64.0.9", None).await;
@@ -286,5 +299,16 @@ mod tests {
         );
         assert_eq!(states[1].port25, policy::Port25State::OptedOut);
         assert_eq!(states[1].open_leases.len(), 2);
+
+        // In chunks as read: the same rows, none lost at the chunk edges.
+        let mut chunks = store.opted_out_open_leases_chunks(1);
+        let mut streamed = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk.unwrap();
+            assert!(chunk.len() <= 1);
+            streamed.extend(chunk);
+        }
+        streamed.sort_by_key(|h| h.net);
+        assert_eq!(streamed, open);
     }
 }

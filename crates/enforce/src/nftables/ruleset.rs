@@ -1,6 +1,6 @@
-//! The nftables ruleset as text: the whole table for one atomic `nft -f` load, and
-//! the `add element` / `delete element` batches that keep it in step. Pure functions,
-//! no I/O.
+//! The nftables ruleset: the whole table for one atomic load, as text (`nft -f`) and
+//! as JSON (`nft -j -f`, what the full load sends), and the `add element` /
+//! `delete element` batches that keep it in step. Pure functions, no I/O.
 //!
 //! Layout of table `inet <enforce.table>`:
 //!

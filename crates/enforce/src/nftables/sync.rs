@@ -144,7 +144,9 @@ impl Enforcer {
             nft_ms = times.nft.as_millis() as u64,
             "nftables table loaded"
         );
-        self.enforced = enforced;
+        // Freeing a million logins' state takes a while; not on the sync loop's time.
+        let old = std::mem::replace(&mut self.enforced, enforced);
+        tokio::task::spawn_blocking(move || drop(old));
         self.generation = generation;
         self.last_load = times;
         Ok(())
