@@ -12,6 +12,9 @@
 //! one run, smaller inputs). With `PORTCULLIS_BENCH_REPORT_DIR` set, the table also
 //! goes to `$PORTCULLIS_BENCH_REPORT_DIR/06-abuse.md`.
 
+#[path = "../../../bench/report.rs"]
+mod report;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,9 +114,7 @@ struct Figure {
 
 impl Figure {
     fn median(&self) -> f64 {
-        let mut r = self.rates.clone();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
+        report::median(self.rates.clone())
     }
 }
 
@@ -124,14 +125,10 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let quick = std::env::args().any(|a| a == "--quick")
-            || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| v == "1");
-        let repeats = std::env::var("PORTCULLIS_BENCH_REPEATS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(if quick { 1 } else { 3 })
-            .max(1);
-        Settings { repeats, quick }
+        Settings {
+            repeats: report::repeats(),
+            quick: report::quick(),
+        }
     }
 }
 
@@ -428,12 +425,5 @@ fn main() {
     bench_flows(&mut figures, &settings);
     bench_arf(&mut figures, &settings);
     let md = report_markdown(&figures, &settings);
-    if let Some(dir) = std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
-        let path = std::path::Path::new(&dir).join("06-abuse.md");
-        std::fs::create_dir_all(&dir).expect("report dir");
-        std::fs::write(&path, md).expect("write report");
-        println!("wrote {}", path.display());
-    } else {
-        println!("\n{md}");
-    }
+    report::write_section("06-abuse.md", &md);
 }

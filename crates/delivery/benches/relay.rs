@@ -10,6 +10,8 @@
 //! times each (default 3); with `PORTCULLIS_BENCH_REPORT_DIR` set, the medians go to
 //! `08-delivery.md` there.
 
+#[path = "../../../bench/report.rs"]
+mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -24,13 +26,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var_os("PORTCULLIS_BENCH_QUICK").is_some();
-    let repeats: usize = std::env::var("PORTCULLIS_BENCH_REPEATS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 })
-        .max(1);
+    let (quick, repeats) = (report::quick(), report::repeats());
     let count: Option<usize> = args.first().and_then(|a| a.parse().ok());
     let backends: Vec<(bool, usize)> = match (count, args.iter().any(|a| a == "postgres")) {
         (Some(n), postgres) => vec![(postgres, n)],
@@ -44,17 +40,16 @@ fn main() {
     let mut rows = Vec::new();
     for (postgres, n) in backends {
         let n = if quick && count.is_none() { n / 10 } else { n };
-        let mut rates: Vec<f64> = (0..repeats)
+        let rates = (0..repeats)
             .map(|_| rt.block_on(run(n, postgres)))
             .collect();
-        rates.sort_by(f64::total_cmp);
         let backend = if postgres { "PostgreSQL" } else { "SQLite" };
         rows.push(format!(
             "| {backend} | {n} | {:.0} |",
-            rates[rates.len() / 2]
+            report::median(rates)
         ));
     }
-    if let Some(dir) = std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
+    {
         let section = format!(
             "## Delivery: queue to smtp-sink\n\n\
              `cargo bench -p delivery --bench relay`: messages of 1.9 KB put straight into the \
@@ -65,8 +60,7 @@ fn main() {
              | store | messages | messages/s |\n|---|---|---|\n{}\n",
             rows.join("\n")
         );
-        std::fs::write(std::path::Path::new(&dir).join("08-delivery.md"), section)
-            .expect("write report section");
+        report::write_section("08-delivery.md", &section);
     }
 }
 

@@ -920,32 +920,17 @@ async fn open_mx(
     } else {
         TlsMode::Disabled
     };
-    let open = |mode: TlsMode| {
-        SmtpConnection::open(
-            addr,
-            host,
-            &engine.helo,
-            mode,
-            engine.tls.clone(),
-            engine.tunables.timeouts,
-        )
-    };
-    let opened = match open(mode).await {
-        // RFC 7435: a failed opportunistic handshake falls back to plaintext.
-        Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
-            open(TlsMode::Disabled).await
-        }
-        other => other,
-    };
-    let conn = opened.map_err(|e| Verdict::Transient {
-        status: EnhancedCode(4, 4, 1),
-        reply: if req.tls_required() {
-            format!("{}: {e}", req.label())
-        } else {
-            e.to_string()
-        },
-        smtp: false,
-    })?;
+    let conn = open_with_fallback(engine, addr, host, mode)
+        .await
+        .map_err(|e| Verdict::Transient {
+            status: EnhancedCode(4, 4, 1),
+            reply: if req.tls_required() {
+                format!("{}: {e}", req.label())
+            } else {
+                e.to_string()
+            },
+            smtp: false,
+        })?;
     match check(req, &conn, host, &engine.roots) {
         Ok(()) => Ok(conn),
         Err(reason) => {
@@ -956,6 +941,32 @@ async fn open_mx(
                 smtp: false,
             })
         }
+    }
+}
+
+/// Opens an SMTP connection in `mode`; a failed opportunistic handshake retries in
+/// plaintext (RFC 7435).
+async fn open_with_fallback(
+    engine: &Engine,
+    addr: SocketAddr,
+    host: &str,
+    mode: TlsMode,
+) -> Result<SmtpConnection, SessionError> {
+    let open = |mode: TlsMode| {
+        SmtpConnection::open(
+            addr,
+            host,
+            &engine.helo,
+            mode,
+            engine.tls.clone(),
+            engine.tunables.timeouts,
+        )
+    };
+    match open(mode).await {
+        Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
+            open(TlsMode::Disabled).await
+        }
+        other => other,
     }
 }
 
@@ -988,23 +999,7 @@ async fn connect_smart_host(
         } else {
             TlsMode::Disabled
         };
-        let open = |mode: TlsMode| {
-            SmtpConnection::open(
-                addr,
-                host,
-                &engine.helo,
-                mode,
-                engine.tls.clone(),
-                engine.tunables.timeouts,
-            )
-        };
-        let opened = match open(mode).await {
-            Err(SessionError::Tls { .. }) if mode == TlsMode::Opportunistic => {
-                open(TlsMode::Disabled).await
-            }
-            other => other,
-        };
-        let mut conn = match opened {
+        let mut conn = match open_with_fallback(engine, addr, host, mode).await {
             Ok(c) => c,
             Err(e) => {
                 last = transient(EnhancedCode(4, 4, 1), e.to_string(), false);

@@ -18,6 +18,9 @@
 //! Figures are medians of `PORTCULLIS_BENCH_REPEATS` runs (default 3); with
 //! `PORTCULLIS_BENCH_REPORT_DIR` set the section goes to `05-enforcement.md` there.
 
+#[path = "../../../bench/report.rs"]
+mod report;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -407,16 +410,11 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let quick = std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| v == "1")
-        || std::env::args().any(|a| a == "--quick");
+    let quick = report::quick();
     let mut s = Settings {
         sizes: Vec::new(),
         transitions: if quick { 20 } else { 50 },
-        repeats: std::env::var("PORTCULLIS_BENCH_REPEATS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(if quick { 1 } else { 3 })
-            .max(1),
+        repeats: report::repeats(),
         quick,
         transports: false,
         postgres: true,
@@ -449,7 +447,11 @@ fn settings() -> Settings {
     s
 }
 
-fn report(s: &Settings, loads: &[LoadRow], latency: Option<(usize, Vec<Vec<Duration>>)>) -> String {
+fn markdown(
+    s: &Settings,
+    loads: &[LoadRow],
+    latency: Option<(usize, Vec<Vec<Duration>>)>,
+) -> String {
     use std::fmt::Write;
     let mut out = String::from("## Enforcement: nftables load and state changes\n\n");
     let _ = writeln!(
@@ -621,14 +623,7 @@ fn main() {
                 backend.drop_schema().await;
             }
         }
-        report(&s, &loads, latency)
+        markdown(&s, &loads, latency)
     });
-    if let Some(dir) = std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
-        let path = std::path::Path::new(&dir).join("05-enforcement.md");
-        std::fs::create_dir_all(&dir).expect("report dir");
-        std::fs::write(&path, md).expect("write report");
-        println!("wrote {}", path.display());
-    } else {
-        println!("\n{md}");
-    }
+    report::write_section("05-enforcement.md", &md);
 }

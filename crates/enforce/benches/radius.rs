@@ -26,6 +26,9 @@
 //!
 //! With `PORTCULLIS_BENCH_REPORT_DIR` set, writes `04-radius.md` there.
 
+#[path = "../../../bench/report.rs"]
+mod report;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -250,13 +253,7 @@ struct Phase {
     servers: &'static [Server],
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use report::median;
 
 struct FreeRadiusProcess {
     dir: tempfile::TempDir,
@@ -368,9 +365,8 @@ async fn portcullis(logins: u64) -> (tempfile::TempDir, Target, Vec<tokio::task:
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let repeats = env("PORTCULLIS_BENCH_REPEATS", if quick { 1 } else { 3 }).max(1);
+    let quick = report::quick();
+    let repeats = report::repeats() as u64;
     let secs = env("RADIUS_BENCH_SECS", if quick { 2 } else { 5 });
     let concurrency = env("RADIUS_BENCH_CONCURRENCY", 64);
     let logins = env("RADIUS_BENCH_LOGINS", 10_000).max(concurrency);
@@ -572,8 +568,8 @@ fn main() {
         drop(fr);
     }
 
-    if let Ok(dir) = std::env::var("PORTCULLIS_BENCH_REPORT_DIR") {
-        let report = report(
+    {
+        let section = markdown(
             &phases,
             &results,
             ReportContext {
@@ -589,10 +585,7 @@ fn main() {
                 load: &load,
             },
         );
-        let path = Path::new(&dir).join("04-radius.md");
-        if let Err(e) = std::fs::write(&path, report) {
-            eprintln!("cannot write {}: {e}", path.display());
-        }
+        report::write_section("04-radius.md", &section);
     }
 }
 
@@ -627,7 +620,7 @@ struct ReportContext<'a> {
     load: &'a str,
 }
 
-fn report(phases: &[Phase], results: &[[Vec<f64>; 4]], c: ReportContext) -> String {
+fn markdown(phases: &[Phase], results: &[[Vec<f64>; 4]], c: ReportContext) -> String {
     let fmt = |v: &Vec<f64>| {
         if v.is_empty() {
             "–".to_string()

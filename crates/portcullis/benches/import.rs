@@ -5,6 +5,9 @@
 //! store. Each backend runs `PORTCULLIS_BENCH_REPEATS` times (default 3) into a fresh
 //! store; medians go to `$PORTCULLIS_BENCH_REPORT_DIR/07-import.md` when that is set.
 
+#[path = "../../../bench/report.rs"]
+mod report;
+
 use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
@@ -12,17 +15,12 @@ use std::time::Instant;
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var_os("PORTCULLIS_BENCH_QUICK").is_some();
+    let quick = report::quick();
     let rows: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(if quick { 100_000 } else { 1_000_000 });
-    let repeats: usize = std::env::var("PORTCULLIS_BENCH_REPEATS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 })
-        .max(1);
+    let repeats = report::repeats();
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("subscribers.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).expect("create csv"));
@@ -58,7 +56,7 @@ fn main() {
             );
             runs.push(times);
         }
-        let median = |i: usize| median(runs.iter().map(|t| t[i]).collect());
+        let median = |i: usize| report::median(runs.iter().map(|t| t[i]).collect());
         table.push(format!(
             "| {backend} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} |",
             median(0),
@@ -68,7 +66,7 @@ fn main() {
             median(3) * 1000.0
         ));
     }
-    if let Some(report) = std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
+    {
         let section = format!(
             "## Store: bulk import and lookups\n\n\
              `cargo bench -p portcullis --bench import -- {rows}`: {rows} subscribers without passwords \
@@ -79,8 +77,7 @@ fn main() {
             rows.min(100_000),
             table.join("\n")
         );
-        std::fs::write(std::path::Path::new(&report).join("07-import.md"), section)
-            .expect("write report section");
+        report::write_section("07-import.md", &section);
     }
 }
 
@@ -131,11 +128,6 @@ fn import_once(
         let _ = std::fs::remove_file(dir.join(format!("bench{repeat}.db")));
     }
     times
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn psql(sql: &str) {

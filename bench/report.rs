@@ -1,0 +1,43 @@
+//! What every benchmark shares with `bench/run.sh`: its settings (`--quick` or
+//! `PORTCULLIS_BENCH_QUICK=1`, `PORTCULLIS_BENCH_REPEATS`), medians, and where a
+//! report section goes (`PORTCULLIS_BENCH_REPORT_DIR`, assembled into BENCHMARKS.md).
+//! Each bench includes this file with `#[path = ".../bench/report.rs"] mod report;`.
+#![allow(dead_code)] // each bench uses its own part of it
+
+/// A short run: fewer repeats and smaller sizes.
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick")
+        || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// How many times each cell runs (its median is reported): 3, or 1 when quick.
+pub fn repeats() -> usize {
+    std::env::var("PORTCULLIS_BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 1 } else { 3 })
+        .max(1)
+}
+
+/// The median (the upper one of an even count); NaN for no values.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Writes a markdown section as `$PORTCULLIS_BENCH_REPORT_DIR/FILE`, or prints it
+/// when the bench runs alone.
+pub fn write_section(file: &str, markdown: &str) {
+    match std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
+        Some(dir) => {
+            let path = std::path::Path::new(&dir).join(file);
+            std::fs::create_dir_all(&dir).expect("report dir");
+            std::fs::write(&path, markdown).expect("write report section");
+            println!("wrote {}", path.display());
+        }
+        None => println!("\n{markdown}"),
+    }
+}
