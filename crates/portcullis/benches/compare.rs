@@ -457,7 +457,7 @@ async fn open_sessions(
         // Opening thousands of sessions costs the server memory: keep this machine
         // (shared with builds) from running out.
         let available = mem_available_mb();
-        if available < 3 * 1024 {
+        if available < 6 * 1024 {
             stopped = Some(format!(
                 "{available} MB of memory left on the machine after {i} sessions"
             ));
