@@ -449,11 +449,19 @@ async fn open_sessions(
     let tls = tls_parameters();
     let gate = Arc::new(tokio::sync::Semaphore::new(200));
     let target = Arc::new((server.port, server.login.clone()));
-    let mut conns = Vec::with_capacity(wanted);
+    let mut conns: Vec<AsyncSmtpConnection> = Vec::with_capacity(wanted);
     let mut stopped = None;
     let batch = 500;
     let mut i = 0;
+    let mut keepalive = Instant::now();
     while i < wanted {
+        // Both servers drop a session idle for 300 s; opening 10,000 takes longer.
+        if keepalive.elapsed() > Duration::from_secs(120) {
+            for c in &mut conns {
+                c.test_connected().await;
+            }
+            keepalive = Instant::now();
+        }
         // Opening thousands of sessions costs the server memory: keep this machine
         // (shared with builds) from running out.
         let available = mem_available_mb();
