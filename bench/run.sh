@@ -26,7 +26,7 @@ while (($#)); do
     shift
 done
 
-packages=(postfix sasl2-bin freeradius freeradius-utils openssl nftables iproute2 postgresql-client)
+packages=(postfix sasl2-bin freeradius freeradius-utils openssl nftables iproute2 postgresql-client strace)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

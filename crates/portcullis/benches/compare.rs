@@ -25,6 +25,9 @@
 //! Needs root (Postfix and smtp-sink drop privileges), Debian's postfix, sasl2-bin and
 //! strace; `bench/run.sh` installs them.
 
+#[path = "../../../bench/report.rs"]
+mod report;
+
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -83,13 +86,7 @@ struct Settings {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let repeats = std::env::var("PORTCULLIS_BENCH_REPEATS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(if quick { 1 } else { 3 })
-        .max(1);
+    let (quick, repeats) = (report::quick(), report::repeats());
     let settings = Settings {
         quick,
         repeats,
@@ -160,30 +157,17 @@ fn main() {
 
     let (cells, fsyncs) = submission(&runtime, &servers, &sink, &settings, &mut accepted);
     std::fs::write(root.join("bench/submission-throughput.svg"), plot(&cells)).expect("write plot");
-    emit(
+    report::write_section(
         "01-submission.md",
         &submission_report(&cells, &fsyncs, &settings),
     );
 
     let relay = relay(&runtime, &servers, &sink, &settings, &mut accepted);
-    emit("03-relay.md", &relay_report(&relay, &settings));
+    report::write_section("03-relay.md", &relay_report(&relay, &settings));
 
     let held = sessions(&runtime, &servers, &settings);
-    emit("02-sessions.md", &sessions_report(&held, &settings));
+    report::write_section("02-sessions.md", &sessions_report(&held, &settings));
     drop(portcullis);
-}
-
-/// Writes a report section to `$PORTCULLIS_BENCH_REPORT_DIR/NAME`, or prints it.
-fn emit(name: &str, markdown: &str) {
-    match std::env::var_os("PORTCULLIS_BENCH_REPORT_DIR") {
-        Some(dir) => {
-            let p = Path::new(&dir).join(name);
-            std::fs::create_dir_all(&dir).expect("report dir");
-            std::fs::write(&p, markdown).expect("write report section");
-            println!("wrote {}", p.display());
-        }
-        None => println!("\n{markdown}"),
-    }
 }
 
 // ---------------------------------------------------------------- submission
@@ -236,11 +220,11 @@ fn submission(
                     size,
                     sessions,
                     median: Run {
-                        per_sec: median(r.iter().map(|x| x.per_sec)),
-                        p50_ms: median(r.iter().map(|x| x.p50_ms)),
-                        p99_ms: median(r.iter().map(|x| x.p99_ms)),
-                        cpu_per_1000: median(r.iter().map(|x| x.cpu_per_1000)),
-                        peak_rss_mb: median(r.iter().map(|x| x.peak_rss_mb)),
+                        per_sec: report::median(r.iter().map(|x| x.per_sec).collect()),
+                        p50_ms: report::median(r.iter().map(|x| x.p50_ms).collect()),
+                        p99_ms: report::median(r.iter().map(|x| x.p99_ms).collect()),
+                        cpu_per_1000: report::median(r.iter().map(|x| x.cpu_per_1000).collect()),
+                        peak_rss_mb: report::median(r.iter().map(|x| x.peak_rss_mb).collect()),
                         ..Run::default()
                     },
                     sent: r.iter().map(|x| x.messages).sum(),
@@ -374,8 +358,8 @@ fn relay(
             server: server.name,
             messages,
             sessions,
-            end_to_end: median(r.iter().map(|x| x.0)),
-            submitted: median(r.iter().map(|x| x.1)),
+            end_to_end: report::median(r.iter().map(|x| x.0).collect()),
+            submitted: report::median(r.iter().map(|x| x.1).collect()),
         })
         .collect()
 }
@@ -648,20 +632,6 @@ fn message(size: usize) -> Vec<u8> {
         );
     }
     m
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 // ---------------------------------------------------------------- processes
