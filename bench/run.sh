@@ -8,7 +8,8 @@
 #
 # NAME: compare (submission, sessions, relay against Postfix), radius (against
 # FreeRADIUS), nft (enforcement), abuse, delivery, import. Figures are medians over
-# --repeats runs (default 3; --quick: 1 and smaller sizes). Needs root (nftables).
+# --repeats runs (default 3; --quick: 1 and smaller sizes). `--only` reruns those
+# benchmarks and keeps the other sections of the last run. Needs root (nftables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -41,7 +42,8 @@ fi
 ulimit -n 65536 || true
 
 report=$root/target/bench-report
-rm -rf "$report" && mkdir -p "$report"
+((${#only[@]})) || rm -rf "$report"
+mkdir -p "$report"
 export PORTCULLIS_BENCH_REPORT_DIR=$report PORTCULLIS_BENCH_REPEATS=$repeats
 ((quick)) && export PORTCULLIS_BENCH_QUICK=1
 quick_arg=(); ((quick)) && quick_arg=(--quick)
@@ -78,7 +80,7 @@ version() { "$@" 2>/dev/null | head -1 || echo "not installed"; }
 {
     echo "# Benchmarks"
     echo
-    echo "Made by \`bench/run.sh$( ((quick)) && echo " --quick")$( ((repeats != 3 && !quick)) && echo " --repeats $repeats")\` on $(date -u +%Y-%m-%d) from commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates bench || echo ' (with uncommitted changes)'). Figures are medians over $repeats run(s) of each cell; ratios are portcullis / peer, measured in the same run on the same machine. Loopback only."
+    echo "Made by \`bench/run.sh$( ((quick)) && echo " --quick")$( ((repeats != 3 && !quick)) && echo " --repeats $repeats")\`$( ((${#only[@]})) && echo " (this time --only ${only[*]}; the other sections are from the run before)") on $(date -u +%Y-%m-%d) from commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates bench || echo ' (with uncommitted changes)'). Figures are medians over $repeats run(s) of each cell; ratios are portcullis / peer, measured in the same run on the same machine. Loopback only."
     echo
     echo "| | |"
     echo "|---|---|"
@@ -100,11 +102,6 @@ version() { "$@" 2>/dev/null | head -1 || echo "not installed"; }
         cat "$section"
         echo
     done
-} > "$root/BENCHMARKS.md.new"
-if ((${#only[@]})); then
-    echo "--only run: sections left in $report, BENCHMARKS.md unchanged (draft: BENCHMARKS.md.new)"
-else
-    mv "$root/BENCHMARKS.md.new" "$root/BENCHMARKS.md"
-    echo "wrote BENCHMARKS.md"
-fi
+} > "$root/BENCHMARKS.md"
+echo "wrote BENCHMARKS.md"
 ((${#failed[@]} == 0)) || { echo "failed: ${failed[*]}" >&2; exit 1; }

@@ -128,7 +128,9 @@ impl Backend {
             Backend::Postgres { url, schema } => {
                 let client = pg(url).await;
                 client
-                    .batch_execute(&format!("SET search_path TO {schema}; {sql}; ANALYZE"))
+                    .batch_execute(&format!(
+                        "SET search_path TO {schema}; {sql}; ANALYZE subscribers; ANALYZE leases"
+                    ))
                     .await
                     .expect("set states");
             }
