@@ -28,6 +28,13 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The 1, 5 and 15 minute load averages, to print beside figures from a shared machine.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Writes a markdown section as `$PORTCULLIS_BENCH_REPORT_DIR/FILE`, or prints it
 /// when the bench runs alone.
 pub fn write_section(file: &str, markdown: &str) {

@@ -381,12 +381,7 @@ fn report_markdown(figures: &[Figure], settings: &Settings) -> String {
         if settings.quick { " -- --quick" } else { "" },
         settings.repeats,
         if settings.repeats == 1 { "" } else { "s" },
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        report::loadavg()
     ));
     out.push_str("| measurement | median | runs | target (DESIGN.md) | median / target |\n|---|---:|---|---:|---:|\n");
     for f in figures {

@@ -49,19 +49,17 @@ fn main() {
             report::median(rates)
         ));
     }
-    {
-        let section = format!(
-            "## Delivery: queue to smtp-sink\n\n\
-             `cargo bench -p delivery --bench relay`: messages of 1.9 KB put straight into the \
-             queue, then the time until the delivery workers have handed all of them to \
-             `smtp-sink` on loopback (MX lookup through a DNS server on loopback, one recipient \
-             each, recipient states committed). Median of {repeats}. Submission to sink, \
-             against Postfix, is in the relay section above.\n\n\
-             | store | messages | messages/s |\n|---|---|---|\n{}\n",
-            rows.join("\n")
-        );
-        report::write_section("08-delivery.md", &section);
-    }
+    let section = format!(
+        "## Delivery: queue to smtp-sink\n\n\
+         `cargo bench -p delivery --bench relay`: messages of 1.9 KB put straight into the \
+         queue, then the time until the delivery workers have handed all of them to \
+         `smtp-sink` on loopback (MX lookup through a DNS server on loopback, one recipient \
+         each, recipient states committed). Median of {repeats}. Submission to sink, \
+         against Postfix, is in the relay section above.\n\n\
+         | store | messages | messages/s |\n|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
+    report::write_section("08-delivery.md", &section);
 }
 
 /// One run; returns the relayed messages per second.

@@ -67,15 +67,6 @@ fn cpu() -> (Duration, Duration) {
     (tick(11) + tick(12), tick(13) + tick(14))
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn lease_addr(i: usize) -> IpNet {
     // 100.64.0.0/10 holds 4M addresses: subscriber i gets 100.64.0.0 + i + 1.
     let a = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)) + i as u32 + 1;
@@ -283,7 +274,7 @@ async fn measure_loads(
         ms(cpu.0),
         ms(cpu.1),
         ms(median(reload.clone())),
-        loadavg()
+        report::loadavg()
     );
     Measured {
         fresh: times,
@@ -459,7 +450,7 @@ fn markdown(
     let _ = writeln!(
         out,
         "Load average when the section was written: {} (two cores, shared).\n",
-        loadavg()
+        report::loadavg()
     );
     let _ = writeln!(
         out,
@@ -589,7 +580,7 @@ fn main() {
                         reload: m.reload,
                         cpu: m.cpu,
                         rows_alone: m.rows_alone,
-                        loadavg: loadavg(),
+                        loadavg: report::loadavg(),
                     });
                 }
                 if n == largest && matches!(backend, Backend::Sqlite(_)) {

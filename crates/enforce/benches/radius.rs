@@ -398,9 +398,7 @@ fn main() {
         }
     });
     let version = freeradius_version();
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
+    let load = report::loadavg();
     println!(
         "RADIUS over loopback: {concurrency} requests in flight, {secs} s per phase, {repeats} repeats, \
          {logins} subscribers, {cores} cores shared by server and generator; FreeRADIUS {}",
@@ -568,25 +566,23 @@ fn main() {
         drop(fr);
     }
 
-    {
-        let section = markdown(
-            &phases,
-            &results,
-            ReportContext {
-                quick,
-                repeats,
-                secs,
-                concurrency,
-                logins,
-                cores,
-                version: version.as_deref(),
-                notes: &notes,
-                lost: &lost,
-                load: &load,
-            },
-        );
-        report::write_section("04-radius.md", &section);
-    }
+    let section = markdown(
+        &phases,
+        &results,
+        ReportContext {
+            quick,
+            repeats,
+            secs,
+            concurrency,
+            logins,
+            cores,
+            version: version.as_deref(),
+            notes: &notes,
+            lost: &lost,
+            load: &load,
+        },
+    );
+    report::write_section("04-radius.md", &section);
 }
 
 /// The accounting group commit's transactions so far and their microseconds.

@@ -66,19 +66,17 @@ fn main() {
             median(3) * 1000.0
         ));
     }
-    {
-        let section = format!(
-            "## Store: bulk import and lookups\n\n\
-             `cargo bench -p portcullis --bench import -- {rows}`: {rows} subscribers without passwords \
-             through the real CLI (one transaction, an audit row each), then {} leases; `whois` and \
-             `subscriber show` against the full store, process start included. Median of {repeats}.\n\n\
-             | backend | import s | rows/s | lease import s | whois ms | show ms |\n\
-             |---|---|---|---|---|---|\n{}\n",
-            rows.min(100_000),
-            table.join("\n")
-        );
-        report::write_section("07-import.md", &section);
-    }
+    let section = format!(
+        "## Store: bulk import and lookups\n\n\
+         `cargo bench -p portcullis --bench import -- {rows}`: {rows} subscribers without passwords \
+         through the real CLI (one transaction, an audit row each), then {} leases; `whois` and \
+         `subscriber show` against the full store, process start included. Median of {repeats}.\n\n\
+         | backend | import s | rows/s | lease import s | whois ms | show ms |\n\
+         |---|---|---|---|---|---|\n{}\n",
+        rows.min(100_000),
+        table.join("\n")
+    );
+    report::write_section("07-import.md", &section);
 }
 
 /// One import into a fresh store: seconds for [subscriber import, lease import, whois, show].
