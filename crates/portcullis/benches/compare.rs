@@ -18,6 +18,9 @@
 //! 3. **Relay** (`03-relay.md`): messages submitted and counted on arrival at the sink:
 //!    end-to-end messages/s, submission and delivery together.
 //!
+//! For profiling, `COMPARE_BENCH_SESSIONS=1,10` keeps some concurrencies and
+//! `COMPARE_BENCH_ONLY_SUBMISSION=1` stops after the submission section.
+//!
 //! With `PORTCULLIS_BENCH_REPORT_DIR` set, each section is written there as markdown;
 //! otherwise printed. The plot of throughput against concurrency always goes to
 //! `bench/submission-throughput.svg`.
@@ -162,6 +165,10 @@ fn main() {
         &submission_report(&cells, &fsyncs, &settings),
     );
 
+    // COMPARE_BENCH_ONLY_SUBMISSION=1 stops after the first section (for profiling).
+    if std::env::var_os("COMPARE_BENCH_ONLY_SUBMISSION").is_some() {
+        return;
+    }
     let relay = relay(&runtime, &servers, &sink, &settings, &mut accepted);
     report::write_section("03-relay.md", &relay_report(&relay, &settings));
 
@@ -195,9 +202,19 @@ fn submission(
         &[1024, 10 * 1024, 100 * 1024]
     };
     let concurrency: &[usize] = if s.quick { &[1, 10] } else { &[1, 10, 100] };
+    // COMPARE_BENCH_SESSIONS=1,10 keeps some concurrencies (for profiling).
+    let only = std::env::var("COMPARE_BENCH_SESSIONS").ok();
+    let concurrency: Vec<usize> = concurrency
+        .iter()
+        .copied()
+        .filter(|c| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|k| k == c.to_string()))
+        })
+        .collect();
     let mut cells = Vec::new();
     for &size in sizes {
-        for &sessions in concurrency {
+        for &sessions in &concurrency {
             let messages = (if s.quick { 200 } else { 2000 }).max(sessions * 10)
                 / if size > 50_000 { 2 } else { 1 };
             let mut runs: Vec<Vec<Run>> = vec![Vec::new(); servers.len()];

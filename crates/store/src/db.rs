@@ -3,12 +3,14 @@
 //! SQL is written in PostgreSQL's dialect with `$N` placeholders, only `BIGINT` and
 //! `TEXT` columns, and `{serial}` for auto-numbered keys in migrations; for SQLite the
 //! placeholders become `?N`. Rows come back as [`Row`]s of [`Value`]s, so callers never
-//! see a backend type. SQLite runs on a blocking thread behind one connection (one
-//! writer is all SQLite allows anyway); PostgreSQL uses a small pool of connections.
+//! see a backend type. SQLite runs on blocking threads: one writer connection (one
+//! writer is all SQLite allows anyway) and a few readers, so a query never waits for a
+//! commit's fsync (WAL readers see the last commit); PostgreSQL uses a small pool of
+//! connections.
 
 use std::error::Error as StdError;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -243,8 +245,190 @@ fn copy_text(params: &[Value], width: usize, out: &mut Vec<u8>) {
 
 #[derive(Clone)]
 pub(crate) enum Db {
-    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Sqlite(Arc<Sqlite>),
     Postgres(Arc<PgPool>),
+}
+
+/// SQLite connections to one database file: the writer, and readers for queries.
+pub(crate) struct Sqlite {
+    writer: Mutex<rusqlite::Connection>,
+    readers: Vec<Mutex<rusqlite::Connection>>,
+    next: AtomicUsize,
+    /// Commits so far (written to the WAL, maybe not yet on disk).
+    commits: AtomicU64,
+    wal: WalSync,
+}
+
+/// Makes commits durable after the writer lock is released (group commit with the
+/// flush pipelined): the writer commits with synchronous=NORMAL, which writes the
+/// WAL without flushing it, and each committer then waits here until one
+/// `fdatasync` of the WAL that started after its commit has returned. While one
+/// flush runs, the next transactions are already being written, and one flush covers
+/// every commit before it. Checkpoints flush the WAL before copying it and the
+/// database file after (SQLite does so at synchronous=NORMAL too), so a commit that
+/// was checkpointed and its WAL rewritten is on disk in the database file.
+struct WalSync {
+    path: String,
+    state: Mutex<SyncState>,
+    flushed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Every commit numbered up to this one is on disk.
+    synced: u64,
+    flushing: bool,
+    /// The WAL open for flushing, with its inode: SQLite deletes and recreates the WAL
+    /// only when every connection closed, but a flush must never go to a stale file.
+    file: Option<(std::fs::File, u64)>,
+}
+
+impl WalSync {
+    /// Returns once commit number `seq` (and every one before it) is on disk.
+    fn wait(&self, seq: u64, commits: &AtomicU64) -> Result<(), StoreError> {
+        let mut st = self.state.lock().map_err(poisoned)?;
+        loop {
+            if st.synced >= seq {
+                return Ok(());
+            }
+            if st.flushing {
+                st = self.flushed.wait(st).map_err(poisoned)?;
+                continue;
+            }
+            // Lead a flush covering every commit written so far.
+            st.flushing = true;
+            let target = commits.load(Ordering::Acquire);
+            let file = st.file.take();
+            drop(st);
+            let result = self.flush(file);
+            st = self.state.lock().map_err(poisoned)?;
+            st.flushing = false;
+            self.flushed.notify_all();
+            match result {
+                Ok(file) => {
+                    st.file = Some(file);
+                    st.synced = st.synced.max(target);
+                }
+                Err(e) => return Err(StoreError::Backend(format!("flushing {}: {e}", self.path))),
+            }
+        }
+    }
+
+    fn flush(&self, file: Option<(std::fs::File, u64)>) -> std::io::Result<(std::fs::File, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let current = std::fs::metadata(&self.path)?.ino();
+        let (file, ino) = match file {
+            Some((f, ino)) if ino == current => (f, ino),
+            _ => {
+                let f = std::fs::File::open(&self.path)?;
+                let ino = f.metadata()?.ino();
+                (f, ino)
+            }
+        };
+        file.sync_data()?;
+        Ok((file, ino))
+    }
+}
+
+/// Reader connections per SQLite store: queries run on blocking threads, a few at once.
+const SQLITE_READERS: usize = 4;
+
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Backend("sqlite lock poisoned".into())
+}
+
+impl Sqlite {
+    fn open(path: &str) -> Result<Sqlite, StoreError> {
+        let connect = |setup: &str| -> Result<rusqlite::Connection, StoreError> {
+            let conn = rusqlite::Connection::open(path).map_err(|e| StoreError::open(path, e))?;
+            conn.busy_timeout(Duration::from_secs(30))
+                .map_err(|e| StoreError::open(path, e))?;
+            conn.execute_batch(setup)
+                .map_err(|e| StoreError::open(path, e))?;
+            Ok(conn)
+        };
+        // synchronous=NORMAL: a commit writes the WAL; [`WalSync`] flushes it before
+        // the commit is reported. Checkpoints run on their own connection
+        // ([`Sqlite::checkpoint`]), so a commit never also pays for copying the WAL
+        // into the database file.
+        let writer = connect(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+             PRAGMA wal_autocheckpoint=0;",
+        )?;
+        let readers = (0..SQLITE_READERS)
+            .map(|_| connect("PRAGMA query_only=ON;").map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Sqlite {
+            writer: Mutex::new(writer),
+            readers,
+            next: AtomicUsize::new(0),
+            commits: AtomicU64::new(0),
+            wal: WalSync {
+                path: format!("{path}-wal"),
+                state: Mutex::new(SyncState::default()),
+                flushed: std::sync::Condvar::new(),
+            },
+        })
+    }
+
+    /// Runs `write` on the writer connection, then waits until what it committed is
+    /// on disk.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (out, seq) = {
+            let mut c = self.writer.lock().map_err(poisoned)?;
+            let out = write(&mut c)?;
+            (out, self.commits.fetch_add(1, Ordering::AcqRel) + 1)
+        };
+        self.wal.wait(seq, &self.commits)?;
+        Ok(out)
+    }
+
+    /// A free reader, or the next one in turn to wait for.
+    fn reader(&self) -> Result<MutexGuard<'_, rusqlite::Connection>, StoreError> {
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                return Ok(g);
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[i].lock().map_err(poisoned)
+    }
+
+    /// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`]
+    /// there were commits, on a thread and connection of its own, until the store is
+    /// dropped. PASSIVE never blocks the writer or readers; once a checkpoint has
+    /// caught up, the next commit rewrites the WAL from its start (overwriting blocks
+    /// is a much cheaper fsync than growing a file), and the WAL is never truncated.
+    fn checkpoint(store: Weak<Sqlite>, path: String) {
+        let conn = match rusqlite::Connection::open(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("sqlite checkpointer cannot open {path}: {e}");
+                return;
+            }
+        };
+        let _ = conn.busy_timeout(Duration::from_secs(1));
+        let mut seen = 0;
+        loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            let Some(db) = store.upgrade() else { return };
+            let commits = db.commits.load(Ordering::Relaxed);
+            drop(db);
+            if commits == seen {
+                continue;
+            }
+            seen = commits;
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!("sqlite checkpoint of {path} failed: {e}");
+            }
+        }
+    }
 }
 
 pub(crate) struct PgPool {
@@ -259,21 +443,17 @@ const EVENT_LOCK: i64 = 0x706f_7274_6375;
 impl Db {
     pub(crate) async fn open_sqlite(path: &str) -> Result<Db, StoreError> {
         let path = path.to_string();
-        let conn =
-            tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, StoreError> {
-                let conn =
-                    rusqlite::Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
-                conn.busy_timeout(Duration::from_secs(30))
-                    .map_err(|e| StoreError::open(&path, e))?;
-                conn.execute_batch(
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-                )
-                .map_err(|e| StoreError::open(&path, e))?;
-                Ok(conn)
-            })
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
-        Ok(Db::Sqlite(Arc::new(Mutex::new(conn))))
+        let db = {
+            let path = path.clone();
+            blocking(move || Sqlite::open(&path)).await?
+        };
+        let db = Arc::new(db);
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || Sqlite::checkpoint(weak, path))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Db::Sqlite(db))
     }
 
     pub(crate) async fn open_postgres(url: &str, pool_size: usize) -> Result<Db, StoreError> {
@@ -302,16 +482,10 @@ impl Db {
     /// Runs a script of several statements without parameters (migrations).
     pub(crate) async fn batch(&self, script: &str) -> Result<(), StoreError> {
         match self {
-            Db::Sqlite(conn) => {
-                let conn = conn.clone();
+            Db::Sqlite(db) => {
+                let db = db.clone();
                 let script = script.to_string();
-                blocking(move || {
-                    let c = conn
-                        .lock()
-                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
-                    c.execute_batch(&script).map_err(StoreError::from)
-                })
-                .await
+                blocking(move || db.write(|c| Ok(c.execute_batch(&script)?))).await
             }
             Db::Postgres(pool) => {
                 let c = pool.get().await;
@@ -326,14 +500,15 @@ impl Db {
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
         match self {
-            Db::Sqlite(conn) => {
-                let conn = conn.clone();
+            Db::Sqlite(db) => {
+                let db = db.clone();
                 let sql = sqlite_sql(sql);
                 blocking(move || {
-                    let c = conn
-                        .lock()
-                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
-                    sqlite_query(&c, &sql, &params)
+                    if is_read(&sql) {
+                        return sqlite_query(&*db.reader()?, &sql, &params);
+                    }
+                    // A write with RETURNING (a claim): the writer, committed on return.
+                    db.write(|c| sqlite_query(c, &sql, &params))
                 })
                 .await
             }
@@ -388,13 +563,14 @@ impl Db {
         let chunk = chunk.max(1);
         let first = chunk.min(4096);
         match self {
-            Db::Sqlite(conn) => {
-                let conn = conn.clone();
+            Db::Sqlite(db) => {
+                let db = db.clone();
                 let sql = sqlite_sql(sql);
                 let mut read = move |tx: &tokio::sync::mpsc::UnboundedSender<_>| {
-                    let c = conn
-                        .lock()
-                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
+                    if !is_read(&sql) {
+                        return Err(StoreError::Invalid(format!("not a read: {sql}")));
+                    }
+                    let c = db.reader()?;
                     let mut st = c.prepare_cached(&sql)?;
                     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
                     let mut out = Vec::with_capacity(first);
@@ -469,29 +645,28 @@ impl Db {
         orders_events: bool,
     ) -> Result<Vec<u64>, StoreError> {
         match self {
-            Db::Sqlite(conn) => {
-                let conn = conn.clone();
+            Db::Sqlite(db) => {
+                let db = db.clone();
                 blocking(move || {
-                    let mut c = conn
-                        .lock()
-                        .map_err(|_| StoreError::Backend("sqlite lock poisoned".into()))?;
-                    let tx =
-                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let mut counts = Vec::with_capacity(stmts.len());
-                    for s in &stmts {
-                        let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
-                        let params = rusqlite::params_from_iter(s.params.iter());
-                        if s.returns_id {
-                            let id: i64 = st.query_row(params, |r| r.get(0))?;
-                            counts.push(id as u64);
-                            continue;
+                    db.write(|c| {
+                        let tx =
+                            c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        let mut counts = Vec::with_capacity(stmts.len());
+                        for s in &stmts {
+                            let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
+                            let params = rusqlite::params_from_iter(s.params.iter());
+                            if s.returns_id {
+                                let id: i64 = st.query_row(params, |r| r.get(0))?;
+                                counts.push(id as u64);
+                                continue;
+                            }
+                            let n = st.execute(params)? as u64;
+                            check_expected(s, n)?;
+                            counts.push(n);
                         }
-                        let n = st.execute(params)? as u64;
-                        check_expected(s, n)?;
-                        counts.push(n);
-                    }
-                    tx.commit()?;
-                    Ok(counts)
+                        tx.commit()?;
+                        Ok(counts)
+                    })
                 })
                 .await
             }
@@ -573,6 +748,13 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+/// Whether `sql` only reads, so it can run on a reader connection.
+fn is_read(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("SELECT"))
 }
 
 /// `$1` → `?1`: SQLite's numbered placeholders bind by number, not by first use.
