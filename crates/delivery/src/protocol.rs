@@ -393,32 +393,22 @@ pub fn judge_envelope(replies: &[Reply], rcpt_count: usize) -> EnvelopeVerdict {
 /// terminating `.` line appended.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 40 + 5);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        if at_line_start && b == b'.' {
+    let mut rest = body;
+    // At the start of each pass, `rest` starts a line.
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
             out.push(b'.');
         }
-        match b {
-            b'\r' if body.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 1;
-                at_line_start = true;
-            }
-            b'\n' | b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                out.push(b);
-                at_line_start = false;
-            }
-        }
-        i += 1;
-    }
-    if !at_line_start {
+        // The line's text is copied in one go; only its ending is looked at.
+        let Some(end) = memchr::memchr2(b'\r', b'\n', rest) else {
+            out.extend_from_slice(rest);
+            out.extend_from_slice(b"\r\n");
+            break;
+        };
+        out.extend_from_slice(&rest[..end]);
         out.extend_from_slice(b"\r\n");
+        let crlf = rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n');
+        rest = &rest[end + if crlf { 2 } else { 1 }..];
     }
     out.extend_from_slice(b".\r\n");
     out
@@ -632,5 +622,46 @@ mod tests {
         assert_eq!(dot_stuff(b""), b".\r\n");
         assert_eq!(dot_stuff(b"x\r\n"), b"x\r\n.\r\n");
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r\r\n.\rb"), b"a\r\n\r\n..\r\nb\r\n.\r\n");
+    }
+
+    /// Byte at a time, the way RFC 5321 4.5.2 reads: the line-copying version must
+    /// agree on every mix of dots, CRs and LFs.
+    #[test]
+    fn dot_stuffing_agrees_with_a_byte_at_a_time_reference() {
+        fn reference(body: &[u8]) -> Vec<u8> {
+            let (mut out, mut line_start, mut i) = (Vec::new(), true, 0);
+            while i < body.len() {
+                let b = body[i];
+                if line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                line_start = matches!(b, b'\r' | b'\n');
+                if line_start {
+                    out.extend_from_slice(b"\r\n");
+                    i += usize::from(b == b'\r' && body.get(i + 1) == Some(&b'\n'));
+                } else {
+                    out.push(b);
+                }
+                i += 1;
+            }
+            if !line_start {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+        let mut seed = 0x2545_f491_u32;
+        for len in 0..400 {
+            let body: Vec<u8> = (0..len % 40)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    b".\r\nab"[(seed % 5) as usize]
+                })
+                .collect();
+            assert_eq!(dot_stuff(&body), reference(&body), "{body:?}");
+        }
     }
 }

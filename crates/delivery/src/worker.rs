@@ -88,6 +88,12 @@ pub struct DeliveryTunables {
     /// Told of every recipient bounced with a 5xx (not expiry) of a message a
     /// subscriber sent: the abuse watch counts them.
     pub on_bounce: Option<BounceHook>,
+    /// Notified when a message is queued on this node (the submission server's
+    /// accept hook), so it leaves within `claim_linger` instead of the next poll.
+    pub wake: Arc<Notify>,
+    /// After a wake, how long the dispatcher waits for more messages to claim them
+    /// together (one claim transaction for many messages).
+    pub claim_linger: Duration,
 }
 
 /// Called with the submitting login and the recipient, once per recipient that
@@ -123,6 +129,8 @@ impl Default for DeliveryTunables {
             mta_sts_timeout: Duration::from_secs(20),
             extra_roots: Vec::new(),
             on_bounce: None,
+            wake: Arc::new(Notify::new()),
+            claim_linger: Duration::from_millis(20),
         }
     }
 }
@@ -447,6 +455,9 @@ async fn dispatch(engine: Arc<Engine>) {
         if claimed == 0 || claimed < want as usize {
             tokio::select! {
                 _ = tokio::time::sleep(engine.tunables.poll_interval) => {}
+                _ = engine.tunables.wake.notified() => {
+                    tokio::time::sleep(engine.tunables.claim_linger).await;
+                }
                 _ = stop.changed() => return,
             }
         }

@@ -822,3 +822,53 @@ async fn domain_rates_space_out_one_domain_only() {
         "fast.test is not held back by slow.test's rate"
     );
 }
+
+/// A message queued while the dispatcher sleeps leaves when the accept hook wakes
+/// it, not at the next poll (here a minute away, past the test's patience).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_sends_a_new_message_before_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dump = dir.path().join("sink.dump");
+    let _sink = smtp_sink(port, &dump).await;
+    let dns = dns_server(vec![
+        ("example.test", Rr::Mx(10, "mx.example.test")),
+        ("mx.example.test", lo(1)),
+    ])
+    .await;
+    let store = sqlite_store(dir.path()).await;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let node = delivery::start_with(
+        Arc::new(config(dns)),
+        store.clone(),
+        delivery::DeliveryTunables {
+            poll_interval: Duration::from_secs(60),
+            wake: wake.clone(),
+            ..tunables(port)
+        },
+    )
+    .await
+    .unwrap();
+    // Let the dispatcher find the queue empty and go to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .enqueue(&message(
+            "ann@isp.test",
+            &["bob@example.test"],
+            "Subject: woken\r\n\r\nhi\r\n",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !wait_until(1, || drained(&store)).await,
+        "sent without a wake"
+    );
+    wake.notify_one();
+    assert!(
+        wait_until(10, || drained(&store)).await,
+        "sent after the wake"
+    );
+    node.kill();
+    let text = String::from_utf8_lossy(&std::fs::read(&dump).unwrap()).into_owned();
+    assert!(text.contains("Subject: woken"), "{text}");
+}

@@ -52,7 +52,11 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             }
         });
     }));
+    // ...and wakes delivery, so a message leaves at once rather than at the next poll.
+    let wake_delivery = Arc::new(tokio::sync::Notify::new());
+    let wake = wake_delivery.clone();
     let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
+        wake.notify_one();
         let (watch, login, to) = (watch.clone(), login.to_string(), to.to_vec());
         tokio::spawn(async move {
             let refs: Vec<&str> = to.iter().map(String::as_str).collect();
@@ -75,6 +79,7 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             store.clone(),
             delivery::DeliveryTunables {
                 on_bounce: Some(on_bounce),
+                wake: wake_delivery,
                 ..Default::default()
             },
         )

@@ -330,6 +330,20 @@ impl WalSync {
     }
 }
 
+/// Whether a commit returns only once it is on disk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Flush {
+    /// Survives a power cut once returned: everything that was promised to someone
+    /// (an accepted message, an accounting record, an operator's change).
+    Wait,
+    /// Visible and safe from a crash of the process when returned, on disk with the
+    /// next flush (any other commit's, or the checkpointer's, within moments); a power
+    /// cut may undo it. For bookkeeping whose loss only repeats work: a delivery's
+    /// outcome (the message is sent again, as Postfix does when its queue file's
+    /// unlink was not yet on disk) and claims (they expire).
+    Later,
+}
+
 /// Reader connections per SQLite store: queries run on blocking threads, a few at once.
 const SQLITE_READERS: usize = 4;
 
@@ -374,10 +388,11 @@ impl Sqlite {
         })
     }
 
-    /// Runs `write` on the writer connection, then waits until what it committed is
-    /// on disk.
+    /// Runs `write` on the writer connection, then, with `flush`, waits until what it
+    /// committed is on disk.
     fn write<T>(
         &self,
+        flush: Flush,
         write: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let (out, seq) = {
@@ -385,7 +400,9 @@ impl Sqlite {
             let out = write(&mut c)?;
             (out, self.commits.fetch_add(1, Ordering::AcqRel) + 1)
         };
-        self.wal.wait(seq, &self.commits)?;
+        if flush == Flush::Wait {
+            self.wal.wait(seq, &self.commits)?;
+        }
         Ok(out)
     }
 
@@ -485,7 +502,7 @@ impl Db {
             Db::Sqlite(db) => {
                 let db = db.clone();
                 let script = script.to_string();
-                blocking(move || db.write(|c| Ok(c.execute_batch(&script)?))).await
+                blocking(move || db.write(Flush::Wait, |c| Ok(c.execute_batch(&script)?))).await
             }
             Db::Postgres(pool) => {
                 let c = pool.get().await;
@@ -499,6 +516,24 @@ impl Db {
         sql: &str,
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
+        self.query_with(sql, params, Flush::Wait).await
+    }
+
+    /// [`Db::query`] of a write whose loss only repeats work (see [`Flush::Later`]).
+    pub(crate) async fn query_flush_later(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.query_with(sql, params, Flush::Later).await
+    }
+
+    async fn query_with(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        flush: Flush,
+    ) -> Result<Vec<Row>, StoreError> {
         match self {
             Db::Sqlite(db) => {
                 let db = db.clone();
@@ -507,8 +542,8 @@ impl Db {
                     if is_read(&sql) {
                         return sqlite_query(&*db.reader()?, &sql, &params);
                     }
-                    // A write with RETURNING (a claim): the writer, committed on return.
-                    db.write(|c| sqlite_query(c, &sql, &params))
+                    // A write with RETURNING: the writer, committed on return.
+                    db.write(flush, |c| sqlite_query(c, &sql, &params))
                 })
                 .await
             }
@@ -644,11 +679,25 @@ impl Db {
         stmts: Vec<Stmt>,
         orders_events: bool,
     ) -> Result<Vec<u64>, StoreError> {
+        self.tx_with(stmts, orders_events, Flush::Wait).await
+    }
+
+    /// [`Db::tx`] for bookkeeping that may be redone (see [`Flush::Later`]).
+    pub(crate) async fn tx_flush_later(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, StoreError> {
+        self.tx_with(stmts, false, Flush::Later).await
+    }
+
+    async fn tx_with(
+        &self,
+        stmts: Vec<Stmt>,
+        orders_events: bool,
+        flush: Flush,
+    ) -> Result<Vec<u64>, StoreError> {
         match self {
             Db::Sqlite(db) => {
                 let db = db.clone();
                 blocking(move || {
-                    db.write(|c| {
+                    db.write(flush, |c| {
                         let tx =
                             c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                         let mut counts = Vec::with_capacity(stmts.len());
@@ -673,6 +722,10 @@ impl Db {
             Db::Postgres(pool) => {
                 let mut c = pool.get().await;
                 let tx = c.transaction().await?;
+                if flush == Flush::Later {
+                    tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                        .await?;
+                }
                 // The event lock is taken just before the first event row, so a long
                 // import holds it only for its last statement and the commit.
                 let mut locked = !orders_events;

@@ -128,9 +128,10 @@ impl Store {
              AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt, id LIMIT $4{lock}) \
              RETURNING message_id, id, rcpt, notify, orcpt, attempts, delay_warned"
         );
+        // A claim lost with a power cut is a lease that never was: nothing to redo.
         let rows = self
             .db
-            .query(&sql, params![owner, lease_until.0, now.0, limit])
+            .query_flush_later(&sql, params![owner, lease_until.0, now.0, limit])
             .await?;
         if rows.is_empty() {
             return Ok(vec![]);
@@ -283,7 +284,8 @@ impl Store {
         for chunk in ids.chunks(500) {
             stmts.extend(finish_if_done(chunk));
         }
-        self.db.tx(stmts, false).await?;
+        // Lost with a power cut, the attempt is made again: at least once, never lost.
+        self.db.tx_flush_later(stmts).await?;
         Ok(())
     }
 

@@ -63,10 +63,7 @@ impl DataReader {
             match self.state {
                 State::Mid => {
                     // Fast path: copy up to the next CR or LF in one go.
-                    let run = input[i..]
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(input.len() - i);
+                    let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
                     if run > 0 {
                         self.push(&input[i..i + run]);
                         i += run;
