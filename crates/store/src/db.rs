@@ -406,8 +406,13 @@ impl Sqlite {
         Ok(out)
     }
 
-    /// A free reader, or the next one in turn to wait for.
+    /// A connection for a query: the writer when it is idle (its page cache is
+    /// current, while a reader's is dropped after every commit), else a free reader,
+    /// else the next reader in turn to wait for.
     fn reader(&self) -> Result<MutexGuard<'_, rusqlite::Connection>, StoreError> {
+        if let Ok(g) = self.writer.try_lock() {
+            return Ok(g);
+        }
         for r in &self.readers {
             if let Ok(g) = r.try_lock() {
                 return Ok(g);
