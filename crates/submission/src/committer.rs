@@ -2,7 +2,10 @@
 //! before its `250`, and on SQLite each commit is an fsync that all writers wait for
 //! in turn. Messages that arrive while a commit is running are committed together in
 //! the next transaction: one fsync for many messages, the latency of one commit each.
+//! A message that arrives while no commit runs is committed by its own session at
+//! once, without the hand-off to a committing task (what one session alone pays).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -17,6 +20,25 @@ type Job = (store::NewQueuedMessage, oneshot::Sender<Result<(), String>>);
 #[derive(Clone)]
 pub struct QueueCommitter {
     jobs: mpsc::Sender<Job>,
+    store: store::Store,
+    /// Commits running now, direct or grouped.
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts a running commit for as long as it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<AtomicUsize>) -> Running {
+        count.fetch_add(1, Ordering::AcqRel);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl QueueCommitter {
@@ -25,14 +47,30 @@ impl QueueCommitter {
     pub fn start(store: store::Store, writers: usize) -> (QueueCommitter, Vec<JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
+        let running = Arc::new(AtomicUsize::new(0));
         let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(run(store.clone(), rx.clone())))
+            .map(|_| tokio::spawn(run(store.clone(), rx.clone(), running.clone())))
             .collect();
-        (QueueCommitter { jobs: tx }, tasks)
+        (
+            QueueCommitter {
+                jobs: tx,
+                store,
+                running,
+            },
+            tasks,
+        )
     }
 
     /// Returns once the message is committed (or could not be).
     pub async fn enqueue(&self, message: store::NewQueuedMessage) -> Result<(), String> {
+        if self.running.load(Ordering::Acquire) == 0 {
+            let _running = Running::start(&self.running);
+            return self
+                .store
+                .enqueue(&message)
+                .await
+                .map_err(|e| e.to_string());
+        }
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((message, tx))
@@ -43,7 +81,11 @@ impl QueueCommitter {
     }
 }
 
-async fn run(store: store::Store, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run(
+    store: store::Store,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    running: Arc<AtomicUsize>,
+) {
     loop {
         let batch = {
             let mut rx = jobs.lock().await;
@@ -61,6 +103,7 @@ async fn run(store: store::Store, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             batch
         };
+        let _running = Running::start(&running);
         let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match store.enqueue_many(&messages).await {
             Ok(()) => {
