@@ -283,7 +283,7 @@ fn bench_arf(figures: &mut Vec<Figure>, settings: &Settings) {
     measure(
         figures,
         settings.repeats,
-        "ARF reports fully ingested one by one (parse, attribute, dedup, record; SQLite synchronous=FULL)".into(),
+        "ARF reports fully ingested one by one (parse, attribute, dedup, record; each flushed to disk)".into(),
         None,
         || {
             rt.block_on(async {
@@ -408,8 +408,8 @@ fn report_markdown(figures: &[Figure], settings: &Settings) -> String {
          three-part report (20-40 µs each here); the target is held by the way `abuse ingest` \
          works, parsing on both cores and attributing 256 reports with one batched lease \
          lookup (one `whois` query per report falls short of it, 6,000-9,000/s here). Full ingest \
-         is bounded by fsync: each new report is its own durable SQLite transaction \
-         (synchronous=FULL), so it is listed apart from the target.\n",
+         is bounded by the flush: each new report is its own durable SQLite transaction \
+         (fdatasync of the WAL), so it is listed apart from the target.\n",
     );
     out
 }

@@ -223,9 +223,9 @@ impl Store {
             .await
     }
 
-    /// [`Store::record_outcomes`] for several messages in one transaction (group
-    /// commit: one fsync for many attempts). All or nothing: one lost lease fails
-    /// the batch with [`StoreError::Conflict`].
+    /// [`Store::record_outcomes`] for several messages in one transaction, reported
+    /// before its flush (a power cut may undo it: the attempt is made again). All or
+    /// nothing: one lost lease fails the batch with [`StoreError::Conflict`].
     pub async fn record_outcomes_batch(
         &self,
         owner: &str,
