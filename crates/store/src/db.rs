@@ -347,6 +347,9 @@ pub(crate) enum Flush {
 /// Reader connections per SQLite store: queries run on blocking threads, a few at once.
 const SQLITE_READERS: usize = 4;
 
+/// Prepared statements kept per SQLite connection.
+const STATEMENT_CACHE: usize = 256;
+
 /// How often the checkpointer copies committed WAL frames into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -360,6 +363,9 @@ impl Sqlite {
             let conn = rusqlite::Connection::open(path).map_err(|e| StoreError::open(path, e))?;
             conn.busy_timeout(Duration::from_secs(30))
                 .map_err(|e| StoreError::open(path, e))?;
+            // Statements with IN lists and bulk inserts differ by their number of
+            // placeholders: rusqlite's 16 cached statements were re-prepared all along.
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.execute_batch(setup)
                 .map_err(|e| StoreError::open(path, e))?;
             Ok(conn)
