@@ -80,7 +80,7 @@ version() { "$@" 2>/dev/null | head -1 || echo "not installed"; }
 {
     echo "# Benchmarks"
     echo
-    echo "Made by \`bench/run.sh$( ((quick)) && echo " --quick")$( ((repeats != 3 && !quick)) && echo " --repeats $repeats")\`$( ((${#only[@]})) && echo " (this time --only ${only[*]}; the other sections are from the run before)") on $(date -u +%Y-%m-%d) from commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates bench || echo ' (with uncommitted changes)'). Figures are medians over $repeats run(s) of each cell; ratios are portcullis / peer, measured in the same run on the same machine. Loopback only."
+    echo "Made by \`bench/run.sh$( ((quick)) && echo " --quick")$( ((repeats != 3 && !quick)) && echo " --repeats $repeats")\`$( ((${#only[@]})) && echo " (this time --only ${only[*]}; the other sections are from the run before)") on $(date -u +%Y-%m-%d) from commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates bench ':!bench/submission-throughput.svg' || echo ' (with uncommitted changes)'). Figures are medians over $repeats run(s) of each cell; ratios are portcullis / peer, measured in the same run on the same machine. Loopback only."
     echo
     echo "| | |"
     echo "|---|---|"
