@@ -26,18 +26,43 @@ async fn drained(store: &store::Store) -> bool {
     store.queue_len().await.unwrap() == 0
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivers_to_smtp_sink_without_tls() {
-    let dir = tempfile::tempdir().unwrap();
+/// `smtp-sink` on a free port as example.test's only MX, and an empty queue.
+struct Sink {
+    port: u16,
+    dump: std::path::PathBuf,
+    _child: tokio::process::Child,
+    dns: std::net::SocketAddr,
+    store: store::Store,
+}
+
+async fn sink_for_example_test(dir: &std::path::Path) -> Sink {
     let port = free_port();
-    let dump = dir.path().join("sink.dump");
-    let _sink = smtp_sink(port, &dump).await;
+    let dump = dir.join("sink.dump");
+    let child = smtp_sink(port, &dump).await;
     let dns = dns_server(vec![
         ("example.test", Rr::Mx(10, "mx.example.test")),
         ("mx.example.test", lo(1)),
     ])
     .await;
-    let store = sqlite_store(dir.path()).await;
+    Sink {
+        port,
+        dump,
+        _child: child,
+        dns,
+        store: sqlite_store(dir).await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_to_smtp_sink_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let Sink {
+        port,
+        dump,
+        _child,
+        dns,
+        store,
+    } = sink_for_example_test(dir.path()).await;
     store
         .enqueue(&message(
             "ann@isp.test",
@@ -828,15 +853,13 @@ async fn domain_rates_space_out_one_domain_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wake_sends_a_new_message_before_the_next_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let dump = dir.path().join("sink.dump");
-    let _sink = smtp_sink(port, &dump).await;
-    let dns = dns_server(vec![
-        ("example.test", Rr::Mx(10, "mx.example.test")),
-        ("mx.example.test", lo(1)),
-    ])
-    .await;
-    let store = sqlite_store(dir.path()).await;
+    let Sink {
+        port,
+        dump,
+        _child,
+        dns,
+        store,
+    } = sink_for_example_test(dir.path()).await;
     let wake = Arc::new(tokio::sync::Notify::new());
     let node = delivery::start_with(
         Arc::new(config(dns)),

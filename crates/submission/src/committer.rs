@@ -1,7 +1,8 @@
 //! Group commit into the store's queue. Every accepted message must be committed
-//! before its `250`, and on SQLite each commit is an fsync that all writers wait for
-//! in turn. Messages that arrive while a commit is running are committed together in
-//! the next transaction: one fsync for many messages, the latency of one commit each.
+//! before its `250`, and each commit is a transaction and a flush to disk (the store
+//! lets concurrent commits share a flush; a transaction of its own each still costs).
+//! Messages that arrive while a commit is running are committed together in the next
+//! transaction: one transaction and flush for many messages.
 //! A message that arrives while no commit runs is committed by its own session at
 //! once, without the hand-off to a committing task (what one session alone pays).
 

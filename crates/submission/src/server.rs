@@ -15,10 +15,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// A session's read buffer between messages, and while a large body arrives.
-const IDLE_BUFFER: usize = 8 * 1024;
-const BODY_BUFFER: usize = 64 * 1024;
-
 use crate::auth::Authenticator;
 use crate::error::SubmissionError;
 use crate::metrics::{metrics, Rejection, SubmissionMetrics};
@@ -26,6 +22,10 @@ use crate::response::{self, Reply};
 use crate::session::{Envelope, Session, SessionConfig, Step, TlsInfo};
 use crate::throttle::{AuthThrottle, Quota};
 use crate::tls::TlsSource;
+
+/// A session's read buffer between messages, and while a large body arrives.
+const IDLE_BUFFER: usize = 8 * 1024;
+const BODY_BUFFER: usize = 64 * 1024;
 
 /// Called after each message is durably queued, with the login and the recipients;
 /// `serve` hangs the abuse crate's sending-anomaly watch here. Must not block.
