@@ -48,3 +48,46 @@ pub fn write_section(file: &str, markdown: &str) {
         None => println!("\n{markdown}"),
     }
 }
+
+/// CPU seconds (user + system) used so far by process `pid` (`"self"` for this one),
+/// its exited threads included.
+pub fn process_cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(f64::NAN, |s| stat_cpu_seconds(&s))
+}
+
+/// CPU seconds (user + system) used so far by the live threads of this process whose
+/// name passes `keep`, from `/proc/self/task/*/stat`. Lets a bench that runs server
+/// and load generator in one process charge each its own time.
+pub fn thread_cpu_seconds(keep: impl Fn(&str) -> bool) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|s| stat_name(s).is_some_and(&keep))
+        .map(|s| stat_cpu_seconds(&s))
+        .sum()
+}
+
+/// The name in a `stat` line: "pid (name) state ...", where the name may hold spaces.
+fn stat_name(stat: &str) -> Option<&str> {
+    Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
+}
+
+/// utime + stime of a `stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Some(close) = stat.rfind(')') else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // stat(5) numbers fields from 1 with the pid; after the name, state is field 3,
+    // utime 14 and stime 15.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / TICKS_PER_SECOND
+}

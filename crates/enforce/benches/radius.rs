@@ -454,6 +454,8 @@ fn main() {
     ];
     // results[phase][server] = rates of the repeats
     let mut results: Vec<[Vec<f64>; 4]> = phases.iter().map(|_| Default::default()).collect();
+    // server_micros[phase][server] = the server's CPU µs per answered request, per repeat
+    let mut server_micros: Vec<[Vec<f64>; 4]> = phases.iter().map(|_| Default::default()).collect();
     let mut notes = Vec::new();
     let mut lost = Vec::new();
     // RADIUS_BENCH_SERVERS=portcullis,freeradius,detail,null picks some (for profiling).
@@ -526,6 +528,7 @@ fn main() {
                     }
                 }
                 let transactions = commits();
+                let cpu_before = server_cpu(fr.as_ref());
                 let o = generator.block_on(run(
                     addr,
                     phase.kind,
@@ -533,6 +536,8 @@ fn main() {
                     phase_secs,
                     phase.logins,
                 ));
+                let cpu = server_cpu(fr.as_ref()) - cpu_before;
+                let micros_per_request = cpu * 1e6 / o.answered.max(1) as f64;
                 let (n, micros) = commits();
                 let n = n - transactions.0;
                 let batching = if server == Portcullis && n > 0 {
@@ -549,8 +554,8 @@ fn main() {
                     String::new()
                 };
                 println!(
-                    "  {label}, {}: {:.0} requests/s ({} answered, {} unanswered{batching})",
-                    phase.name, o.rate, o.answered, o.lost
+                    "  {label}, {}: {:.0} requests/s ({} answered, {} unanswered; server CPU {:.1} µs per request{batching})",
+                    phase.name, o.rate, o.answered, o.lost, micros_per_request
                 );
                 if o.lost > 0 {
                     lost.push(format!(
@@ -561,6 +566,7 @@ fn main() {
                     ));
                 }
                 results[p][server as usize].push(o.rate);
+                server_micros[p][server as usize].push(micros_per_request);
             }
         }
         drop(fr);
@@ -569,6 +575,7 @@ fn main() {
     let section = markdown(
         &phases,
         &results,
+        &server_micros,
         ReportContext {
             quick,
             repeats,
@@ -583,6 +590,19 @@ fn main() {
         },
     );
     report::write_section("04-radius.md", &section);
+}
+
+/// CPU seconds the server has used so far: FreeRADIUS' process when it is the server,
+/// else every thread of this process but the load generator's.
+fn server_cpu(freeradius: Option<&FreeRadiusProcess>) -> f64 {
+    match freeradius {
+        Some(fr) => std::fs::read_to_string(fr.dir.path().join("fr/run/radiusd.pid"))
+            .map_or(f64::NAN, |pid| report::process_cpu_seconds(pid.trim())),
+        None => {
+            report::process_cpu_seconds("self")
+                - report::thread_cpu_seconds(|name| name.starts_with("generator"))
+        }
+    }
 }
 
 /// The accounting group commit's transactions so far and their microseconds.
@@ -616,7 +636,12 @@ struct ReportContext<'a> {
     load: &'a str,
 }
 
-fn markdown(phases: &[Phase], results: &[[Vec<f64>; 4]], c: ReportContext) -> String {
+fn markdown(
+    phases: &[Phase],
+    results: &[[Vec<f64>; 4]],
+    server_micros: &[[Vec<f64>; 4]],
+    c: ReportContext,
+) -> String {
     let fmt = |v: &Vec<f64>| {
         if v.is_empty() {
             "–".to_string()
@@ -661,6 +686,32 @@ fn markdown(phases: &[Phase], results: &[[Vec<f64>; 4]], c: ReportContext) -> St
             ratio(&r[0], &r[1]),
             ratio(&r[0], &r[2]),
             fmt(&r[3]),
+        ));
+    }
+    // What a request costs the server, whatever the generator costs: the rate two
+    // cores of the server's own would sustain if its work spread over both.
+    let cost = |v: &Vec<f64>| {
+        if v.is_empty() {
+            "–".to_string()
+        } else {
+            let us = median(v.clone());
+            format!("{us:.1} µs ({:.0}/s)", 2e6 / us)
+        }
+    };
+    out.push_str(
+        "\nServer CPU per answered request (user + system, all threads; medians), and in brackets \
+         the requests/s two cores of the server's own would give at that cost:\n\n\
+         | Requests | portcullis | FreeRADIUS | FreeRADIUS + detail file | null responder |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for (phase, m) in phases.iter().zip(server_micros) {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            phase.name,
+            cost(&m[0]),
+            cost(&m[1]),
+            cost(&m[2]),
+            cost(&m[3]),
         ));
     }
     out.push_str(

@@ -156,6 +156,10 @@ impl Stmt {
         self.expect_rows = Some(rows);
         self
     }
+    /// Whether this appends to the event log (see [`EVENT_LOCK`]).
+    pub fn appends_event(&self) -> bool {
+        self.sql.trim_start().starts_with("INSERT INTO events")
+    }
     /// An INSERT whose new id the caller needs, read in the same transaction (a
     /// `SELECT MAX(id)` afterwards could see another transaction's row).
     pub fn returning_id(mut self) -> Stmt {
@@ -401,15 +405,22 @@ impl Sqlite {
         flush: Flush,
         write: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let (out, seq) = {
-            let mut c = self.writer.lock().map_err(poisoned)?;
-            let out = write(&mut c)?;
-            (out, self.commits.fetch_add(1, Ordering::AcqRel) + 1)
-        };
+        let (out, seq) = self.write_unflushed(write)?;
         if flush == Flush::Wait {
             self.wal.wait(seq, &self.commits)?;
         }
         Ok(out)
+    }
+
+    /// Runs `write` on the writer connection; returns its result and the number of
+    /// its commit, for [`WalSync::wait`].
+    fn write_unflushed<T>(
+        &self,
+        write: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<(T, u64), StoreError> {
+        let mut c = self.writer.lock().map_err(poisoned)?;
+        let out = write(&mut c)?;
+        Ok((out, self.commits.fetch_add(1, Ordering::AcqRel) + 1))
     }
 
     /// A connection for a query: the writer when it is idle (its page cache is
@@ -698,6 +709,53 @@ impl Db {
         self.tx_with(stmts, false, Flush::Later).await
     }
 
+    /// Reads, then writes what the reads call for, in one transaction returned before
+    /// its flush: the caller may start its next transaction meanwhile and tell whoever
+    /// waits for this one once [`Unflushed::flushed`] returns. `plan` queries through
+    /// the function it is given and returns its result and the statements to run. On SQLite that is one
+    /// trip to the writer connection, whose cache is warm, and the reads happen under
+    /// the write lock, so nothing changes between them and the writes. On PostgreSQL
+    /// the reads come first, then the transaction: a concurrent change must be caught
+    /// by the statements' [`Stmt::expect`].
+    pub(crate) async fn read_then_tx<T: Send + 'static>(
+        &self,
+        plan: impl FnOnce(&mut Query<'_>) -> Result<(T, Vec<Stmt>), StoreError> + Send + 'static,
+    ) -> Result<(T, Unflushed), StoreError> {
+        match self {
+            Db::Sqlite(db) => {
+                let db = db.clone();
+                blocking(move || {
+                    let (out, seq) = db.write_unflushed(|c| {
+                        let tx =
+                            c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        let (out, stmts) =
+                            plan(&mut |sql, params| sqlite_query(&tx, &sqlite_sql(sql), &params))?;
+                        run_stmts(&tx, &stmts)?;
+                        tx.commit()?;
+                        Ok(out)
+                    })?;
+                    Ok((out, Unflushed(Some((db, seq)))))
+                })
+                .await
+            }
+            Db::Postgres(_) => {
+                // The plan is synchronous: its queries wait on this runtime from a
+                // blocking thread.
+                let db = self.clone();
+                let runtime = tokio::runtime::Handle::current();
+                let (out, stmts) = blocking(move || {
+                    plan(&mut |sql, params| runtime.block_on(db.query(sql, params)))
+                })
+                .await?;
+                if !stmts.is_empty() {
+                    let events = stmts.iter().any(Stmt::appends_event);
+                    self.tx(stmts, events).await?;
+                }
+                Ok((out, Unflushed(None)))
+            }
+        }
+    }
+
     async fn tx_with(
         &self,
         stmts: Vec<Stmt>,
@@ -707,28 +765,7 @@ impl Db {
         match self {
             Db::Sqlite(db) => {
                 let db = db.clone();
-                blocking(move || {
-                    db.write(flush, |c| {
-                        let tx =
-                            c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        let mut counts = Vec::with_capacity(stmts.len());
-                        for s in &stmts {
-                            let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
-                            let params = rusqlite::params_from_iter(s.params.iter());
-                            if s.returns_id {
-                                let id: i64 = st.query_row(params, |r| r.get(0))?;
-                                counts.push(id as u64);
-                                continue;
-                            }
-                            let n = st.execute(params)? as u64;
-                            check_expected(s, n)?;
-                            counts.push(n);
-                        }
-                        tx.commit()?;
-                        Ok(counts)
-                    })
-                })
-                .await
+                blocking(move || db.write(flush, |c| sqlite_tx(c, &stmts))).await
             }
             Db::Postgres(pool) => {
                 let mut c = pool.get().await;
@@ -744,7 +781,7 @@ impl Db {
                 let mut i = 0;
                 while i < stmts.len() {
                     let s = &stmts[i];
-                    if !locked && s.sql.trim_start().starts_with("INSERT INTO events") {
+                    if !locked && s.appends_event() {
                         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOCK])
                             .await?;
                         locked = true;
@@ -784,6 +821,69 @@ impl Db {
                 Ok(counts)
             }
         }
+    }
+}
+
+/// Runs `stmts` in one IMMEDIATE transaction on `c`; the rows each touched (or the
+/// new id of a [`Stmt::returning_id`]).
+fn sqlite_tx(c: &mut rusqlite::Connection, stmts: &[Stmt]) -> Result<Vec<u64>, StoreError> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let counts = run_stmts(&tx, stmts)?;
+    tx.commit()?;
+    Ok(counts)
+}
+
+/// A query run by a [`Db::read_then_tx`] plan: SQL with `$n` placeholders, and its rows.
+pub(crate) type Query<'a> = dyn FnMut(&str, Vec<Value>) -> Result<Vec<Row>, StoreError> + 'a;
+
+/// Runs `stmts` in the open transaction `tx`; the rows each touched.
+fn run_stmts(tx: &rusqlite::Transaction<'_>, stmts: &[Stmt]) -> Result<Vec<u64>, StoreError> {
+    let mut counts = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        let mut st = tx.prepare_cached(&sqlite_sql(&s.sql))?;
+        let params = rusqlite::params_from_iter(s.params.iter());
+        if s.returns_id {
+            let id: i64 = st.query_row(params, |r| r.get(0))?;
+            counts.push(id as u64);
+            continue;
+        }
+        let n = st.execute(params)? as u64;
+        check_expected(s, n)?;
+        counts.push(n);
+    }
+    Ok(counts)
+}
+
+/// A committed transaction that may not be on disk yet (see [`Db::read_then_tx`]).
+#[must_use = "a commit is not durable until `flushed` returns"]
+pub struct Unflushed(Option<(Arc<Sqlite>, u64)>);
+
+impl Unflushed {
+    /// Returns once the transaction is on disk (a power cut no longer undoes it).
+    pub async fn flushed(self) -> Result<(), StoreError> {
+        match self.0 {
+            None => Ok(()),
+            Some((db, seq)) => blocking(move || db.wal.wait(seq, &db.commits)).await,
+        }
+    }
+
+    /// `results` of the transaction once it is on disk; each an error if the flush failed.
+    pub async fn settle<T>(
+        self,
+        results: Vec<Result<T, StoreError>>,
+    ) -> Vec<Result<T, StoreError>> {
+        match self.flushed().await {
+            Ok(()) => results,
+            Err(e) => results
+                .iter()
+                .map(|_| Err(StoreError::Backend(e.to_string())))
+                .collect(),
+        }
+    }
+
+    /// A transaction that was on disk when it returned.
+    pub(crate) fn done() -> Unflushed {
+        Unflushed(None)
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use policy::{Clock, SystemClock, Timestamp};
 
 pub use abuse::{AbuseCase, DnsblState, EvidenceRecord, NewEvidence, NewNotice, NoticeRecord};
-pub use db::Value;
+pub use db::{Unflushed, Value};
 pub use delivery::{ClaimedMessage, ClaimedRecipient, DeliveryAttempt, RecipientOutcome};
 pub use enforcement::{EnforcementState, HeldNet};
 pub use error::StoreError;

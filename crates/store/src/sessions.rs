@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use policy::{Actor, IpNet, LeaseSource, Port25State, Timestamp};
 use serde_json::json;
 
-use crate::db::{Stmt, Value};
+use crate::db::{Query, Stmt, Unflushed, Value};
 use crate::error::StoreError;
 use crate::events::append;
 use crate::leases::key_hex;
@@ -95,8 +95,8 @@ const CONFLICT_RETRIES: usize = 3;
 impl Store {
     /// The RADIUS leases of the sessions `batch` names: the open ones, and for a Stop
     /// of a session with none open (its Start was lost), the closed ones too.
-    async fn session_leases(
-        &self,
+    fn session_leases(
+        query: &mut Query<'_>,
         batch: &[(SessionEvent, SessionReport)],
     ) -> Result<HashMap<SessionKey, SessionLeases>, StoreError> {
         let mut known: HashMap<SessionKey, SessionLeases> = HashMap::new();
@@ -128,7 +128,7 @@ impl Store {
                 .chain(ids.iter())
                 .map(|v| Value::from(*v))
                 .collect();
-            for r in self.db.query(&sql, values).await? {
+            for r in query(&sql, values)? {
                 if let Some(leases) = known.get_mut(&(r.text(0)?, r.text(1)?)) {
                     leases.push((r.text(2)?, true));
                 }
@@ -142,14 +142,11 @@ impl Store {
             }
         }
         for (login, key) in lost_starts {
-            let rows = self
-                .db
-                .query(
-                    "SELECT net FROM leases WHERE login = $1 AND nas = $2 AND session_id = $3 \
-                     AND source = 'radius' AND end_at IS NOT NULL ORDER BY id",
-                    params![login, &key.0, &key.1],
-                )
-                .await?;
+            let rows = query(
+                "SELECT net FROM leases WHERE login = $1 AND nas = $2 AND session_id = $3 \
+                 AND source = 'radius' AND end_at IS NOT NULL ORDER BY id",
+                params![login, &key.0, &key.1],
+            )?;
             let leases = known.entry(key).or_default();
             for r in rows {
                 leases.push((r.text(0)?, false));
@@ -267,27 +264,28 @@ impl Store {
         }
     }
 
-    /// Runs `batch` in one transaction; per report, the leases it opened or closed.
+    /// Runs `batch` in one transaction; per report, the leases it opened or closed,
+    /// and the commit to wait for before telling anyone.
     async fn account_together(
         &self,
         batch: &[(SessionEvent, SessionReport)],
-    ) -> Result<Vec<usize>, StoreError> {
-        let mut known = self.session_leases(batch).await?;
-        let mut stmts = Vec::with_capacity(batch.len() * 3);
-        let mut counts = Vec::with_capacity(batch.len());
-        for (event, report) in batch {
-            let leases = known
-                .entry((report.nas.to_string(), report.session_id.clone()))
-                .or_default();
-            counts.push(self.account_stmts(*event, report, leases, &mut stmts));
-        }
-        if !stmts.is_empty() {
-            let events = stmts
-                .iter()
-                .any(|s| s.sql.starts_with("INSERT INTO events"));
-            self.db.tx(stmts, events).await?;
-        }
-        Ok(counts)
+    ) -> Result<(Vec<usize>, Unflushed), StoreError> {
+        let store = self.clone();
+        let batch = batch.to_vec();
+        self.db
+            .read_then_tx(move |query| {
+                let mut known = Store::session_leases(query, &batch)?;
+                let mut stmts = Vec::with_capacity(batch.len() * 3);
+                let mut counts = Vec::with_capacity(batch.len());
+                for (event, report) in &batch {
+                    let leases = known
+                        .entry((report.nas.to_string(), report.session_id.clone()))
+                        .or_default();
+                    counts.push(store.account_stmts(*event, report, leases, &mut stmts));
+                }
+                Ok((counts, stmts))
+            })
+            .await
     }
 
     /// One accounting packet in its own transaction, read again and retried when a
@@ -302,32 +300,48 @@ impl Store {
         loop {
             match self.account_together(&batch).await {
                 Err(StoreError::Conflict) if tries < CONFLICT_RETRIES => tries += 1,
-                r => return r.map(|counts| counts[0]),
+                Err(e) => return Err(e),
+                Ok((counts, unflushed)) => {
+                    unflushed.flushed().await?;
+                    return Ok(counts[0]);
+                }
             }
         }
     }
 
     /// Accounting packets in bulk, in order: what arrived together is written in one
-    /// transaction (one commit, one fsync), and each result is known only once that
-    /// transaction committed. If the transaction fails, each packet is retried in its
-    /// own, so one bad packet fails only itself. Per packet, the number of leases it
-    /// opened or closed, as [`Store::session_started`], [`Store::session_interim`] and
-    /// [`Store::session_stopped`] return.
-    pub async fn sessions_accounted(
+    /// transaction. Returns once it committed, with the commit to wait for before
+    /// any result is told (the caller may write its next batch meanwhile, so one
+    /// batch's flush overlaps the next one's writing). If the transaction fails, each
+    /// packet is retried in its own, so one bad packet fails only itself. Per packet,
+    /// the number of leases it opened or closed, as [`Store::session_started`],
+    /// [`Store::session_interim`] and [`Store::session_stopped`] return.
+    pub async fn sessions_written(
         &self,
         batch: &[(SessionEvent, SessionReport)],
-    ) -> Vec<Result<usize, StoreError>> {
+    ) -> (Vec<Result<usize, StoreError>>, Unflushed) {
         match self.account_together(batch).await {
-            Ok(counts) => counts.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() == 1 && !matches!(e, StoreError::Conflict) => vec![Err(e)],
+            Ok((counts, unflushed)) => (counts.into_iter().map(Ok).collect(), unflushed),
+            Err(e) if batch.len() == 1 && !matches!(e, StoreError::Conflict) => {
+                (vec![Err(e)], Unflushed::done())
+            }
             Err(_) => {
                 let mut results = Vec::with_capacity(batch.len());
                 for (event, report) in batch {
                     results.push(self.account_one(*event, report).await);
                 }
-                results
+                (results, Unflushed::done())
             }
         }
+    }
+
+    /// [`Store::sessions_written`], returning once the batch is on disk.
+    pub async fn sessions_accounted(
+        &self,
+        batch: &[(SessionEvent, SessionReport)],
+    ) -> Vec<Result<usize, StoreError>> {
+        let (results, unflushed) = self.sessions_written(batch).await;
+        unflushed.settle(results).await
     }
 
     /// Accounting Start: opens a lease per net not already open in this session (a
