@@ -542,7 +542,7 @@ fn main() {
                 let n = n - transactions.0;
                 let batching = if server == Portcullis && n > 0 {
                     let line = format!(
-                        "{:.1} packets per transaction, {:.2} ms per transaction",
+                        "{:.1} packets per transaction, {:.2} ms writing each",
                         o.answered as f64 / n as f64,
                         (micros - transactions.1) as f64 / n as f64 / 1000.0
                     );
@@ -724,7 +724,7 @@ fn markdown(
          - **portcullis**, accounting: every Start/Interim/Stop is committed to the store (SQLite, \
          WAL, fdatasync of the WAL) before it is answered: a lease opened or closed with its \
          `lease.opened`/`lease.closed` events, or `last_seen` refreshed. Packets that arrive together \
-         share one transaction (group commit), so one flush covers a batch.\n\
+         share one transaction (group commit), and one flush covers a batch or several.\n\
          - **FreeRADIUS**, Access-Request: the users file (cleartext password, hashed by login in \
          memory), PAP by string comparison, Filter-Id from the users file.\n\
          - **FreeRADIUS**, accounting (`ok`): answered, nothing recorded. **+ detail file**: one \
@@ -741,19 +741,21 @@ fn markdown(
         "\nWhat limits the figures: DESIGN.md's target is 50,000 requests/s on two cores. Here the \
          server and the generator share those two cores, and every request costs each side a UDP \
          send and receive and a wake-up; the null responder, which does no work at all, is the \
-         ceiling of this setup, and the gap between it and a server is that server's own cost. \
-         Profiling the warm Access-Request phase (`perf record -g`) puts portcullis' time mostly in \
-         the kernel (sendto, which on loopback also delivers to and wakes the generator; recvfrom; \
-         epoll) and little in its own code (HMAC-MD5, decoding, the caches); the Access path answers \
-         a cached login in the receive loop itself, without a task, on one SO_REUSEPORT socket per \
-         core. Accounting is bound by the CPU of the one task that commits, not by the disk: with the \
-         WAL flush taken out altogether (synchronous=NORMAL, no fdatasync) the figures stay the same. \
-         With N requests in flight about N/2 packets share a transaction (one half waits for the \
-         commit while the other half's replies travel), so throughput is about N/2 divided by the \
-         transaction time, and that time is per packet: reading the batch's open sessions, then a \
-         lease row (four indexes) and an event, or a `last_seen` update, each on its own table page \
-         and so its own WAL frame. FreeRADIUS writes nothing durable, so its accounting figures are \
-         its request handling alone.\n",
+         ceiling of this setup, and the gap between it and a server is that server's own cost. The \
+         second table charges each server only its own CPU (the generator's threads are left out), \
+         and so says what it would do with two cores to itself. Profiling the warm Access-Request \
+         phase (`perf record -g`) puts portcullis' time mostly in the kernel (sendto, which on \
+         loopback also delivers to and wakes the generator; recvfrom; epoll) and little in its own \
+         code (HMAC-MD5, decoding, the caches); the Access path answers a cached login in the \
+         receive loop itself, without a task, on one SO_REUSEPORT socket per core. Accounting goes \
+         through one committing task: a batch's session reads and writes run in one trip to the \
+         SQLite writer, and its flush (fdatasync of the WAL) is waited for on another task while \
+         the next batch is written. With N requests in flight a batch holds well under N/2 packets, \
+         so the rate is bound by the round trip of a batch (write, flush, reply) and by the \
+         writing, which is per packet: a lease row with four indexes and an event for a Start or a \
+         Stop, each index entry on its own page and so its own 4 KiB WAL frame, or a `last_seen` \
+         update for an Interim-Update. FreeRADIUS writes nothing durable, so its accounting \
+         figures are its request handling alone.\n",
     );
     if !c.notes.is_empty() {
         out.push_str("\nportcullis' accounting group commit (first run of each phase):\n\n");

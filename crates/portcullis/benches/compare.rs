@@ -18,7 +18,8 @@
 //! 3. **Relay** (`03-relay.md`): messages submitted and counted on arrival at the sink:
 //!    end-to-end messages/s, submission and delivery together.
 //!
-//! For profiling, `COMPARE_BENCH_SESSIONS=1,10` keeps some concurrencies and
+//! For profiling, `COMPARE_BENCH_SESSIONS=1,10` keeps some concurrencies,
+//! `COMPARE_BENCH_SIZES=1024,102400` some message sizes, and
 //! `COMPARE_BENCH_ONLY_SUBMISSION=1` stops after the submission section.
 //!
 //! With `PORTCULLIS_BENCH_REPORT_DIR` set, each section is written there as markdown;
@@ -201,6 +202,17 @@ fn submission(
     } else {
         &[1024, 10 * 1024, 100 * 1024]
     };
+    // COMPARE_BENCH_SIZES=102400 keeps some message sizes (for profiling).
+    let only_sizes = std::env::var("COMPARE_BENCH_SIZES").ok();
+    let sizes: Vec<usize> = sizes
+        .iter()
+        .copied()
+        .filter(|z| {
+            only_sizes
+                .as_deref()
+                .is_none_or(|o| o.split(',').any(|k| k == z.to_string()))
+        })
+        .collect();
     let concurrency: &[usize] = if s.quick { &[1, 10] } else { &[1, 10, 100] };
     // COMPARE_BENCH_SESSIONS=1,10 keeps some concurrencies (for profiling).
     let only = std::env::var("COMPARE_BENCH_SESSIONS").ok();
@@ -213,7 +225,7 @@ fn submission(
         })
         .collect();
     let mut cells = Vec::new();
-    for &size in sizes {
+    for &size in &sizes {
         for &sessions in &concurrency {
             let messages = (if s.quick { 200 } else { 2000 }).max(sessions * 10)
                 / if size > 50_000 { 2 } else { 1 };
