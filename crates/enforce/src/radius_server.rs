@@ -13,8 +13,8 @@
 //! carry a valid Message-Authenticator (Blast-RADIUS) and every reply carries one;
 //! retransmissions (same client, identifier and authenticator within
 //! [`DEDUP_WINDOW`]) get the cached reply; anything malformed, unknown or unsigned is
-//! dropped and counted in [`COUNTERS`]. An accounting reply is sent only after the
-//! store write committed, so a NAS retransmits what we failed to record.
+//! dropped and counted in [`COUNTERS`]. An accounting reply is sent only once the
+//! store write is on disk, so a NAS retransmits what we failed to record.
 //!
 //! Speed: accounting packets that arrive together share one store transaction
 //! ([`group_commit`]); an Access-Request whose subscriber profile and password check

@@ -712,11 +712,11 @@ impl Db {
     /// Reads, then writes what the reads call for, in one transaction returned before
     /// its flush: the caller may start its next transaction meanwhile and tell whoever
     /// waits for this one once [`Unflushed::flushed`] returns. `plan` queries through
-    /// the function it is given and returns its result and the statements to run. On SQLite that is one
-    /// trip to the writer connection, whose cache is warm, and the reads happen under
-    /// the write lock, so nothing changes between them and the writes. On PostgreSQL
-    /// the reads come first, then the transaction: a concurrent change must be caught
-    /// by the statements' [`Stmt::expect`].
+    /// the function it is given and returns its result and the statements to run.
+    /// On SQLite that is one trip to the writer connection, whose cache is warm, and
+    /// the reads happen under the write lock, so nothing changes between them and the
+    /// writes. On PostgreSQL the reads come first, then the transaction: a concurrent
+    /// change must be caught by the statements' [`Stmt::expect`].
     pub(crate) async fn read_then_tx<T: Send + 'static>(
         &self,
         plan: impl FnOnce(&mut Query<'_>) -> Result<(T, Vec<Stmt>), StoreError> + Send + 'static,
@@ -824,8 +824,7 @@ impl Db {
     }
 }
 
-/// Runs `stmts` in one IMMEDIATE transaction on `c`; the rows each touched (or the
-/// new id of a [`Stmt::returning_id`]).
+/// Runs `stmts` in one IMMEDIATE transaction on `c`.
 fn sqlite_tx(c: &mut rusqlite::Connection, stmts: &[Stmt]) -> Result<Vec<u64>, StoreError> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let counts = run_stmts(&tx, stmts)?;
@@ -836,7 +835,8 @@ fn sqlite_tx(c: &mut rusqlite::Connection, stmts: &[Stmt]) -> Result<Vec<u64>, S
 /// A query run by a [`Db::read_then_tx`] plan: SQL with `$n` placeholders, and its rows.
 pub(crate) type Query<'a> = dyn FnMut(&str, Vec<Value>) -> Result<Vec<Row>, StoreError> + 'a;
 
-/// Runs `stmts` in the open transaction `tx`; the rows each touched.
+/// Runs `stmts` in the open transaction `tx`; the rows each touched (or the new id of
+/// a [`Stmt::returning_id`]).
 fn run_stmts(tx: &rusqlite::Transaction<'_>, stmts: &[Stmt]) -> Result<Vec<u64>, StoreError> {
     let mut counts = Vec::with_capacity(stmts.len());
     for s in stmts {
