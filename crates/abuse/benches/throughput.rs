@@ -15,6 +15,11 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
+/// The allocator of the `portcullis` binary, so the server measured here is the one
+/// that runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,6 +15,11 @@ mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+/// The allocator of the `portcullis` binary, so the server measured here is the one
+/// that runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

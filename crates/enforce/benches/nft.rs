@@ -21,6 +21,11 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
+/// The allocator of the `portcullis` binary, so the server measured here is the one
+/// that runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -29,6 +29,11 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
+/// The allocator of the `portcullis` binary, so the server measured here is the one
+/// that runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
