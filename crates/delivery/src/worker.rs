@@ -1225,7 +1225,7 @@ pub(crate) async fn enqueue_report(
         original,
         unique: &id,
     });
-    let eight_bit = report.iter().any(|&b| b >= 0x80);
+    let eight_bit = !report.is_ascii();
     engine_or_cfg
         .store()
         .enqueue(&NewQueuedMessage {
