@@ -40,6 +40,9 @@ if ((${#missing[@]})); then
     rm -f /usr/sbin/policy-rc.d
 fi
 ulimit -n 65536 || true
+# Release builds outside the clone (as .ci/run keeps its own), so a new clone on the
+# same machine does not rebuild everything.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-release}"
 
 report=$root/target/bench-report
 ((${#only[@]})) || rm -rf "$report"
