@@ -29,10 +29,8 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
-/// The allocator of the `portcullis` binary, so the server measured here is the one
-/// that runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../../../bench/allocator.rs"]
+mod allocator;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -16,10 +16,8 @@
 //!
 //! Needs `ulimit -n` above K + a few hundred in both processes.
 
-/// The allocator of the `portcullis` binary, so the server measured here is the one
-/// that runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../../../bench/allocator.rs"]
+mod allocator;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
