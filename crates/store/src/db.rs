@@ -355,7 +355,12 @@ const SQLITE_READERS: usize = 4;
 const STATEMENT_CACHE: usize = 256;
 
 /// How often the checkpointer copies committed WAL frames into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Frames committed during a PASSIVE round few enough to copy while holding the writer.
+const CHECKPOINT_TAIL: i64 = 128;
+/// Most PASSIVE rounds before the rest is copied while holding the writer anyway
+/// (bounding the WAL when writing outpaces copying).
+const CHECKPOINT_CATCH_UP: usize = 5;
 
 fn poisoned<T>(_: T) -> StoreError {
     StoreError::Backend("sqlite lock poisoned".into())
@@ -441,9 +446,14 @@ impl Sqlite {
 
     /// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`]
     /// there were commits, on a thread and connection of its own, until the store is
-    /// dropped. PASSIVE never blocks the writer or readers; once a checkpoint has
-    /// caught up, the next commit rewrites the WAL from its start (overwriting blocks
-    /// is a much cheaper fsync than growing a file), and the WAL is never truncated.
+    /// dropped. The bulk is copied with PASSIVE checkpoints, which never block the
+    /// writer or readers. But the WAL is rewritten from its start only by a commit
+    /// that finds every frame copied, and under steady writing each checkpoint ends
+    /// behind the commits made while it ran: the WAL would grow without end (hundreds
+    /// of MB within seconds of 100 KB messages), each commit extending the file, which
+    /// makes its flush dearer, and the checkpoints with it. So once the rest is small,
+    /// it is copied while holding the writer: commits wait that long (a few frames
+    /// and two flushes), and the next commit starts the WAL over.
     fn checkpoint(store: Weak<Sqlite>, path: String) {
         let conn = match rusqlite::Connection::open(&path) {
             Ok(c) => c,
@@ -453,17 +463,36 @@ impl Sqlite {
             }
         };
         let _ = conn.busy_timeout(Duration::from_secs(1));
+        let passive = || {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        };
         let mut seen = 0;
         loop {
             std::thread::sleep(CHECKPOINT_EVERY);
             let Some(db) = store.upgrade() else { return };
             let commits = db.commits.load(Ordering::Relaxed);
-            drop(db);
             if commits == seen {
                 continue;
             }
             seen = commits;
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            let mut result = passive();
+            // Each round copies what was committed during the one before, so the rest
+            // shrinks while copying outpaces writing; the last round waits for nobody.
+            for _ in 0..CHECKPOINT_CATCH_UP {
+                let Ok((before, _)) = result else { break };
+                result = passive();
+                if matches!(result, Ok((log, _)) if log - before <= CHECKPOINT_TAIL) {
+                    break;
+                }
+            }
+            if result.is_ok() {
+                if let Ok(_writer) = db.writer.lock() {
+                    result = passive();
+                }
+            }
+            if let Err(e) = result {
                 tracing::warn!("sqlite checkpoint of {path} failed: {e}");
             }
         }

@@ -510,3 +510,40 @@ async fn bad_urls_are_refused() {
         .unwrap();
     assert!(e.to_string().starts_with("cannot open store"), "{e}");
 }
+
+/// Under steady writing the WAL must still start over: each commit waits for its
+/// flush and the next follows at once, for well over a few checkpoint intervals. A
+/// checkpointer that only ever copies in the background never finds a moment with
+/// every frame copied, and the WAL keeps every frame ever written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_starts_over_under_steady_writing() {
+    let env = sqlite().await;
+    let body = vec![b'x'; 64 * 1024];
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        n += 1;
+        let m = store::NewQueuedMessage {
+            id: format!("wal-{n}"),
+            login: "ann".into(),
+            mail_from: "ann@example.net".into(),
+            recipients: vec![store::NewQueuedRecipient {
+                address: "bob@example.org".into(),
+                notify: None,
+                orcpt: None,
+            }],
+            body: body.clone(),
+            ..Default::default()
+        };
+        env.store.enqueue(&m).await.unwrap();
+        written += body.len() as u64;
+    }
+    let wal = std::fs::metadata(format!("{}-wal", env.url.trim_start_matches("sqlite://")))
+        .unwrap()
+        .len();
+    assert!(
+        wal < written / 3,
+        "WAL of {wal} bytes after {n} commits of {written} bytes: it never started over"
+    );
+}
