@@ -362,6 +362,18 @@ const CHECKPOINT_TAIL: i64 = 128;
 /// (bounding the WAL when writing outpaces copying).
 const CHECKPOINT_CATCH_UP: usize = 5;
 
+/// A connection to the database file through [`write_coalescing`] (SQLite's own
+/// VFS if it could not be registered).
+fn open_connection(path: &str) -> rusqlite::Result<rusqlite::Connection> {
+    if crate::write_coalescing::register() {
+        let flags = rusqlite::OpenFlags::default();
+        rusqlite::Connection::open_with_flags_and_vfs(path, flags, crate::write_coalescing::NAME)
+    } else {
+        tracing::warn!("the write-coalescing SQLite VFS could not be registered; using SQLite's");
+        rusqlite::Connection::open(path)
+    }
+}
+
 fn poisoned<T>(_: T) -> StoreError {
     StoreError::Backend("sqlite lock poisoned".into())
 }
@@ -369,7 +381,7 @@ fn poisoned<T>(_: T) -> StoreError {
 impl Sqlite {
     fn open(path: &str) -> Result<Sqlite, StoreError> {
         let connect = |setup: &str| -> Result<rusqlite::Connection, StoreError> {
-            let conn = rusqlite::Connection::open(path).map_err(|e| StoreError::open(path, e))?;
+            let conn = open_connection(path).map_err(|e| StoreError::open(path, e))?;
             conn.busy_timeout(Duration::from_secs(30))
                 .map_err(|e| StoreError::open(path, e))?;
             // Statements with IN lists and bulk inserts differ by their number of
@@ -455,7 +467,7 @@ impl Sqlite {
     /// it is copied while holding the writer: commits wait that long (a few frames
     /// and two flushes), and the next commit starts the WAL over.
     fn checkpoint(store: Weak<Sqlite>, path: String) {
-        let conn = match rusqlite::Connection::open(&path) {
+        let conn = match open_connection(&path) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("sqlite checkpointer cannot open {path}: {e}");

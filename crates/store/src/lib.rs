@@ -22,6 +22,7 @@ mod queue;
 mod sessions;
 mod subscribers;
 pub mod testing;
+mod write_coalescing;
 
 use std::sync::Arc;
 
