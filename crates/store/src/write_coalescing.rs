@@ -146,17 +146,9 @@ unsafe extern "C" fn write(
 ) -> c_int {
     let g = this(file);
     let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount as usize);
-    if g.wal && amount == FRAME_HEADER && g.last_read == Some(offset) {
-        // A frame header rewritten in place after its checksum changed: nothing
-        // follows it, so it goes straight out.
-        let rc = write_out(g);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        return methods(g)
-            .xWrite
-            .map_or(ffi::SQLITE_IOERR_WRITE, |w| w(g.real, data, amount, offset));
-    }
+    // A frame header rewritten in place after its checksum changed (read, then
+    // written at the same offset): nothing follows it.
+    let rewrite = g.wal && amount == FRAME_HEADER && g.last_read == Some(offset);
     g.last_read = None;
     if g.gathered.is_empty() || offset != g.at + g.gathered.len() as i64 {
         let rc = write_out(g);
@@ -166,7 +158,7 @@ unsafe extern "C" fn write(
         g.at = offset;
     }
     g.gathered.extend_from_slice(bytes);
-    if g.commit_ends_next {
+    if rewrite || g.commit_ends_next {
         g.commit_ends_next = false;
         return write_out(g);
     }

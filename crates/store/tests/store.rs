@@ -514,7 +514,9 @@ async fn bad_urls_are_refused() {
 /// Under steady writing the WAL must still start over: each commit waits for its
 /// flush and the next follows at once, for well over a few checkpoint intervals. A
 /// checkpointer that only ever copies in the background never finds a moment with
-/// every frame copied, and the WAL keeps every frame ever written.
+/// every frame copied, and the WAL keeps every frame ever written (over 1.5 times
+/// the bytes committed, with the index pages); one that starts over keeps what a few
+/// checkpoint intervals wrote (a third of it here on a loaded machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_starts_over_under_steady_writing() {
     let env = sqlite().await;
@@ -543,7 +545,7 @@ async fn wal_starts_over_under_steady_writing() {
         .unwrap()
         .len();
     assert!(
-        wal < written / 3,
+        wal * 3 < written * 2,
         "WAL of {wal} bytes after {n} commits of {written} bytes: it never started over"
     );
 }
