@@ -362,7 +362,7 @@ const CHECKPOINT_TAIL: i64 = 128;
 /// (bounding the WAL when writing outpaces copying).
 const CHECKPOINT_CATCH_UP: usize = 5;
 
-/// A connection to the database file through [`write_coalescing`] (SQLite's own
+/// A connection to the database file through [`crate::write_coalescing`] (SQLite's own
 /// VFS if it could not be registered).
 fn open_connection(path: &str) -> rusqlite::Result<rusqlite::Connection> {
     if crate::write_coalescing::register() {
@@ -491,7 +491,7 @@ impl Sqlite {
             seen = commits;
             let mut result = passive();
             // Each round copies what was committed during the one before, so the rest
-            // shrinks while copying outpaces writing; the last round waits for nobody.
+            // shrinks while copying outpaces writing; none of these rounds blocks a commit.
             for _ in 0..CHECKPOINT_CATCH_UP {
                 let Ok((before, _)) = result else { break };
                 result = passive();
