@@ -369,7 +369,6 @@ fn open_connection(path: &str) -> rusqlite::Result<rusqlite::Connection> {
         let flags = rusqlite::OpenFlags::default();
         rusqlite::Connection::open_with_flags_and_vfs(path, flags, crate::write_coalescing::NAME)
     } else {
-        tracing::warn!("the write-coalescing SQLite VFS could not be registered; using SQLite's");
         rusqlite::Connection::open(path)
     }
 }

@@ -40,6 +40,7 @@ pub(crate) fn register() -> bool {
     *REGISTERED.get_or_init(|| unsafe {
         let unix = ffi::sqlite3_vfs_find(std::ptr::null());
         if unix.is_null() {
+            tracing::warn!("SQLite has no default VFS to wrap; writing through it directly");
             return false;
         }
         let mut vfs: ffi::sqlite3_vfs = *unix;
@@ -50,7 +51,11 @@ pub(crate) fn register() -> bool {
         vfs.xOpen = Some(open);
         // SQLite keeps the pointer for the life of the process.
         let vfs = Box::leak(Box::new(vfs));
-        ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+        let rc = ffi::sqlite3_vfs_register(vfs, 0);
+        if rc != ffi::SQLITE_OK {
+            tracing::warn!("SQLite refused the write-coalescing VFS ({rc}); using its own");
+        }
+        rc == ffi::SQLITE_OK
     })
 }
 
