@@ -319,11 +319,11 @@ impl Engine {
                 address: to.clone(),
                 ..Default::default()
             }],
-            body: message,
+            body: std::sync::Arc::new(message),
             ..Default::default()
         };
         match self.store.enqueue(&queued).await {
-            Ok(()) => {
+            Ok(_) => {
                 self.store.set_notice_queued(notice.id, &id).await?;
                 Ok(store::NoticeRecord {
                     status: "queued".into(),

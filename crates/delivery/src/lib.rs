@@ -22,7 +22,9 @@ use std::sync::Arc;
 pub use admin::{queue_delete, queue_flush, queue_list, queue_retry, queue_show, QueueEntry};
 pub use dkim::dkim_keygen;
 pub use error::DeliveryError;
-pub use worker::{start_with, BounceFn, BounceHook, DeliveryNode, DeliveryTunables};
+pub use worker::{
+    start_with, BounceFn, BounceHook, DeliveryNode, DeliveryTunables, Intake, Reservation,
+};
 
 /// Starts the delivery workers. Returns at once; the workers run until shutdown.
 pub async fn start(

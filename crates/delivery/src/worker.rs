@@ -176,6 +176,11 @@ impl DeliveryNode {
         &self.engine.tunables.node_id
     }
 
+    /// Where submission on this node hands over the messages it commits.
+    pub fn intake(&self) -> Intake {
+        Intake(self.engine.clone())
+    }
+
     pub fn into_handles(self) -> Vec<tokio::task::JoinHandle<()>> {
         // The stop sender must outlive the tasks that watch it.
         std::mem::forget(self.stop);
@@ -183,8 +188,66 @@ impl DeliveryNode {
     }
 }
 
+/// Takes messages from submission on this node the moment they are committed, so
+/// they leave from memory: no claim query, no reading the body back from the store.
+/// The message is inserted already claimed by this node ([`store::NewQueuedMessage::claim`]),
+/// so the lease, its renewal and its expiry after a crash work as for a claim.
+#[derive(Clone)]
+pub struct Intake(Arc<Engine>);
+
+/// Room held in delivery for one message's recipients, and the claim to insert them
+/// under. Dropped unused (the commit failed), it gives the room back.
+pub struct Reservation {
+    engine: Arc<Engine>,
+    claim: store::Claim,
+    permits: OwnedSemaphorePermit,
+}
+
+impl Intake {
+    /// Before the commit: room for `recipients` recipients, or `None` when this node
+    /// has none or is stopping (the message is then queued unclaimed, for any node).
+    pub fn reserve(&self, recipients: usize) -> Option<Reservation> {
+        let engine = &self.0;
+        if *engine.stop.borrow() || recipients == 0 {
+            return None;
+        }
+        let permits = engine
+            .capacity
+            .clone()
+            .try_acquire_many_owned(u32::try_from(recipients).ok()?)
+            .ok()?;
+        Some(Reservation {
+            engine: engine.clone(),
+            claim: store::Claim {
+                owner: engine.tunables.node_id.clone(),
+                until: engine.store.now().plus(engine.tunables.lease),
+            },
+            permits,
+        })
+    }
+
+    /// A message was queued without a reservation: claim it now, not at the next poll.
+    pub fn wake(&self) {
+        self.0.tunables.wake.notify_one();
+    }
+}
+
+impl Reservation {
+    pub fn claim(&self) -> &store::Claim {
+        &self.claim
+    }
+
+    /// After the commit: `message` as [`Store::enqueue`] returned it under this
+    /// reservation's claim, and its body.
+    pub fn deliver(self, message: ClaimedMessage, body: Arc<Vec<u8>>) {
+        enqueue_jobs(&self.engine, message, Some((self.permits, body)));
+    }
+}
+
 struct MessageCtx {
     meta: ClaimedMessage,
+    /// The body as submission committed it, when it handed the message over.
+    committed: Mutex<Option<Arc<Vec<u8>>>>,
     /// Body with the DKIM signature prepended, loaded once per message.
     body: tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
 }
@@ -446,7 +509,7 @@ async fn dispatch(engine: Arc<Engine>) {
                 Ok(messages) => {
                     for m in messages {
                         claimed += m.recipients.len();
-                        enqueue_jobs(&engine, m);
+                        enqueue_jobs(&engine, m, None);
                     }
                 }
                 Err(e) => warn!("claiming due recipients failed: {e}"),
@@ -464,7 +527,13 @@ async fn dispatch(engine: Arc<Engine>) {
     }
 }
 
-fn enqueue_jobs(engine: &Arc<Engine>, m: ClaimedMessage) {
+/// Queues a claimed message's recipients on their destinations' lanes: with `held`,
+/// the room reserved for them and the body in memory.
+fn enqueue_jobs(
+    engine: &Arc<Engine>,
+    m: ClaimedMessage,
+    held: Option<(OwnedSemaphorePermit, Arc<Vec<u8>>)>,
+) {
     let mut by_domain: Vec<(String, Vec<ClaimedRecipient>)> = Vec::new();
     for r in &m.recipients {
         let key = match engine.smart_host {
@@ -476,18 +545,30 @@ fn enqueue_jobs(engine: &Arc<Engine>, m: ClaimedMessage) {
             None => by_domain.push((key, vec![r.clone()])),
         }
     }
+    let (mut reserved, committed) = match held {
+        Some((permits, body)) => (Some(permits), Some(body)),
+        None => (None, None),
+    };
     let ctx = Arc::new(MessageCtx {
         meta: m,
+        committed: Mutex::new(committed),
         body: tokio::sync::OnceCell::new(),
     });
     for (key, recipients) in by_domain {
-        let permits = match engine
-            .capacity
-            .clone()
-            .try_acquire_many_owned(recipients.len() as u32)
-        {
+        let n = recipients.len();
+        let permits = match reserved.as_mut() {
+            // The last group takes what is left.
+            Some(r) if r.num_permits() > n => r.split(n).ok_or(()),
+            Some(_) => reserved.take().ok_or(()),
+            None => engine
+                .capacity
+                .clone()
+                .try_acquire_many_owned(n as u32)
+                .map_err(|_| ()),
+        };
+        let permits = match permits {
             Ok(p) => p,
-            Err(_) => {
+            Err(()) => {
                 // More claimed than capacity (cannot happen: claims are sized by it);
                 // hand them back.
                 let ids: Vec<i64> = recipients.iter().map(|r| r.id).collect();
@@ -642,13 +723,17 @@ fn verdict_of(reply: &Reply) -> Verdict {
 async fn load_body(engine: &Engine, ctx: &MessageCtx) -> Result<Arc<Vec<u8>>, String> {
     ctx.body
         .get_or_init(|| async {
-            let body = match engine.store.queue_body(&ctx.meta.id).await {
-                Ok(Some(b)) => b,
-                Ok(None) => return Err("the message left the queue".to_string()),
-                Err(e) => return Err(format!("reading the body: {e}")),
+            let committed = ctx.committed.lock().ok().and_then(|mut b| b.take());
+            let body = match committed {
+                Some(b) => b,
+                None => match engine.store.queue_body(&ctx.meta.id).await {
+                    Ok(Some(b)) => Arc::new(b),
+                    Ok(None) => return Err("the message left the queue".to_string()),
+                    Err(e) => return Err(format!("reading the body: {e}")),
+                },
             };
             if engine.dkim.is_empty() {
-                return Ok(Arc::new(body));
+                return Ok(body);
             }
             match engine.dkim.sign(&body) {
                 Ok(Some(header)) => {
@@ -657,10 +742,10 @@ async fn load_body(engine: &Engine, ctx: &MessageCtx) -> Result<Arc<Vec<u8>>, St
                     signed.extend_from_slice(&body);
                     Ok(Arc::new(signed))
                 }
-                Ok(None) => Ok(Arc::new(body)),
+                Ok(None) => Ok(body),
                 Err(e) => {
                     warn!("DKIM signing failed, sending unsigned: {e}");
-                    Ok(Arc::new(body))
+                    Ok(body)
                 }
             }
         })
@@ -1243,7 +1328,8 @@ pub(crate) async fn enqueue_report(
                 notify: Some("NEVER".into()),
                 orcpt: None,
             }],
-            body: report,
+            body: Arc::new(report),
+            claim: None,
         })
         .await?;
     info!(queue_id = %meta.id, report_id = %id, "delivery report enqueued for {}", meta.mail_from);

@@ -895,3 +895,78 @@ async fn a_wake_sends_a_new_message_before_the_next_poll() {
     let text = String::from_utf8_lossy(&std::fs::read(&dump).unwrap()).into_owned();
     assert!(text.contains("Subject: woken"), "{text}");
 }
+
+/// A message submission hands over as it commits it: inserted already claimed by
+/// the node, sent from memory while the dispatcher sleeps (an hour's poll, never
+/// woken), settled under that claim. Room is reserved before the commit and given
+/// back when unused; a handed-over message whose node dies before sending it is
+/// taken over by another node once the lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_messages_leave_from_memory_and_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = Receiver::start("127.0.0.1", port, Behaviour::default()).await;
+    let dns = dns_server(vec![
+        ("example.test", Rr::Mx(10, "mx.example.test")),
+        ("mx.example.test", lo(1)),
+    ])
+    .await;
+    let store = sqlite_store(dir.path()).await;
+    let sleepy = delivery::DeliveryTunables {
+        poll_interval: Duration::from_secs(3600),
+        max_in_flight: 2,
+        lease: Duration::from_secs(1),
+        ..tunables(port)
+    };
+    let a = delivery::start_with(Arc::new(config(dns)), store.clone(), sleepy)
+        .await
+        .unwrap();
+    let intake = a.intake();
+    assert!(intake.reserve(3).is_none(), "more than the node's room");
+    let r = intake.reserve(2).expect("room for two");
+    assert!(intake.reserve(1).is_none(), "the room is held");
+    assert_eq!(r.claim().owner, a.node_id());
+
+    let mut m = message(
+        "ann@isp.test",
+        &["bob@example.test", "carol@example.test"],
+        "Subject: handed over\r\n\r\nfrom memory\r\n",
+    );
+    m.claim = Some(r.claim().clone());
+    let claimed = store.enqueue(&m).await.unwrap().expect("claimed");
+    r.deliver(claimed, m.body.clone());
+    assert!(
+        wait_until(10, || drained(&store)).await,
+        "delivered and settled"
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpts, ["bob@example.test", "carol@example.test"]);
+    assert!(String::from_utf8_lossy(&got[0].data).contains("from memory"));
+    assert!(wait_until(5, || async { a.in_flight() == 0 }).await);
+
+    // Reserved and committed, then the node dies before handing it over.
+    let r = intake.reserve(1).expect("room again");
+    let mut m = message(
+        "ann@isp.test",
+        &["dave@example.test"],
+        "Subject: orphan\r\n\r\nx\r\n",
+    );
+    m.claim = Some(r.claim().clone());
+    store.enqueue(&m).await.unwrap().expect("claimed");
+    drop(r);
+    assert_eq!(
+        a.in_flight(),
+        0,
+        "an unused reservation gives its room back"
+    );
+    a.kill();
+    let b = start(config(dns), &store, port).await;
+    assert!(
+        wait_until(15, || drained(&store)).await,
+        "taken over after the lease"
+    );
+    assert_eq!(receiver.count(), 2);
+    assert!(String::from_utf8_lossy(&receiver.received()[1].data).contains("Subject: orphan"));
+    b.kill();
+}

@@ -790,7 +790,7 @@ async fn api_covers_the_desk(b: Backend) {
                 address: "friend@far.example".into(),
                 ..Default::default()
             }],
-            body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+            body: std::sync::Arc::new(b"Subject: hi\r\n\r\nhello\r\n".to_vec()),
             ..Default::default()
         })
         .await

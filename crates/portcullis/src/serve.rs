@@ -52,11 +52,7 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             }
         });
     }));
-    // ...and wakes delivery, so a message leaves at once rather than at the next poll.
-    let wake_delivery = Arc::new(tokio::sync::Notify::new());
-    let wake = wake_delivery.clone();
     let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
-        wake.notify_one();
         let (watch, login, to) = (watch.clone(), login.to_string(), to.to_vec());
         tokio::spawn(async move {
             let refs: Vec<&str> = to.iter().map(String::as_str).collect();
@@ -65,28 +61,26 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             }
         });
     }));
+    let delivery = delivery::start_with(
+        config.clone(),
+        store.clone(),
+        delivery::DeliveryTunables {
+            on_bounce: Some(on_bounce),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| fail("delivery", e.to_string()))?;
     let tunables = submission::Tunables {
         on_accept: Some(on_accept),
+        handoff: Some(handoff(delivery.intake())),
         ..Default::default()
     };
+    tasks.extend(delivery.into_handles());
     let server = submission::start_with(config.clone(), store.clone(), tunables)
         .await
         .map_err(|e| fail("submission", e.to_string()))?;
     tasks.extend(server.tasks);
-    tasks.extend(
-        delivery::start_with(
-            config.clone(),
-            store.clone(),
-            delivery::DeliveryTunables {
-                on_bounce: Some(on_bounce),
-                wake: wake_delivery,
-                ..Default::default()
-            },
-        )
-        .await
-        .map(delivery::DeliveryNode::into_handles)
-        .map_err(|e| fail("delivery", e.to_string()))?,
-    );
     tasks.extend(
         abuse::start(config.clone(), store.clone())
             .await
@@ -161,4 +155,20 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+/// Submission hands each message it commits to delivery on this node, which sends it
+/// from memory; a message it could not take is queued for the dispatcher, woken at once.
+fn handoff(intake: delivery::Intake) -> submission::Handoff {
+    let reserve = intake.clone();
+    submission::Handoff {
+        reserve: Arc::new(move |recipients| {
+            let r = reserve.reserve(recipients)?;
+            Some(submission::Reservation {
+                claim: r.claim().clone(),
+                deliver: Box::new(move |message, body| r.deliver(message, body)),
+            })
+        }),
+        queued: Arc::new(move || intake.wake()),
+    }
 }

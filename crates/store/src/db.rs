@@ -26,8 +26,9 @@ pub enum Value {
     Int(i64),
     Text(String),
     /// Raw bytes: a BLOB on SQLite (which keeps one as is even in a TEXT column), a
-    /// BYTEA on PostgreSQL (whose TEXT cannot hold arbitrary bytes).
-    Bytes(Vec<u8>),
+    /// BYTEA on PostgreSQL (whose TEXT cannot hold arbitrary bytes). Shared, so a
+    /// message body is bound without a copy.
+    Bytes(Arc<Vec<u8>>),
 }
 
 impl From<i64> for Value {
@@ -226,7 +227,7 @@ fn copy_text(params: &[Value], width: usize, out: &mut Vec<u8>) {
                 Value::Bytes(b) => {
                     // bytea's hex form, its backslash escaped for COPY's text format.
                     out.extend_from_slice(b"\\\\x");
-                    for byte in b {
+                    for byte in b.iter() {
                         out.extend_from_slice(format!("{byte:02x}").as_bytes());
                     }
                 }
@@ -985,7 +986,7 @@ fn sqlite_query(
                 rusqlite::types::ValueRef::Text(t) => {
                     Value::Text(String::from_utf8_lossy(t).into_owned())
                 }
-                rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                rusqlite::types::ValueRef::Blob(b) => Value::Bytes(Arc::new(b.to_vec())),
             });
         }
         out.push(Row(vals));
@@ -1007,7 +1008,9 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
             Type::BOOL => r
                 .try_get::<_, Option<bool>>(i)?
                 .map(|v| Value::Int(v.into())),
-            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Bytes),
+            Type::BYTEA => r
+                .try_get::<_, Option<Vec<u8>>>(i)?
+                .map(|b| Value::Bytes(Arc::new(b))),
             _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
         };
         vals.push(v.unwrap_or(Value::Null));
@@ -1022,7 +1025,7 @@ impl rusqlite::ToSql for Value {
             Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b.as_slice())),
         })
     }
 }
@@ -1084,7 +1087,7 @@ mod tests {
         copy_text(&row, 3, &mut out);
         assert_eq!(out, b"1\t\\N\ta\\tb\\\\c\\nd\n");
         out.clear();
-        copy_text(&[Value::Bytes(vec![0, 0xab])], 1, &mut out);
+        copy_text(&[Value::Bytes(Arc::new(vec![0, 0xab]))], 1, &mut out);
         assert_eq!(out, b"\\\\x00ab\n");
     }
 

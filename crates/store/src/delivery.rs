@@ -58,6 +58,13 @@ pub struct ClaimedMessage {
     pub recipients: Vec<ClaimedRecipient>,
 }
 
+/// A lease on recipients: the node that holds them, and until when unless renewed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub until: Timestamp,
+}
+
 /// One claimed recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ClaimedRecipient {

@@ -30,7 +30,7 @@ use policy::{Clock, SystemClock, Timestamp};
 
 pub use abuse::{AbuseCase, DnsblState, EvidenceRecord, NewEvidence, NewNotice, NoticeRecord};
 pub use db::{Unflushed, Value};
-pub use delivery::{ClaimedMessage, ClaimedRecipient, DeliveryAttempt, RecipientOutcome};
+pub use delivery::{Claim, ClaimedMessage, ClaimedRecipient, DeliveryAttempt, RecipientOutcome};
 pub use enforcement::{EnforcementState, HeldNet};
 pub use error::StoreError;
 pub use events::{Event, EventFollower};

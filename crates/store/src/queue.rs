@@ -28,7 +28,10 @@
 use policy::Timestamp;
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::db::{bulk_insert, Row, Stmt};
+use crate::delivery::{Claim, ClaimedMessage, ClaimedRecipient};
 use crate::error::StoreError;
 use crate::{params, Store};
 
@@ -87,7 +90,10 @@ pub struct NewQueuedMessage {
     pub spool_path: Option<String>,
     pub recipients: Vec<NewQueuedRecipient>,
     /// The whole message as it will be delivered (headers added by submission included).
-    pub body: Vec<u8>,
+    pub body: Arc<Vec<u8>>,
+    /// Recipients inserted already claimed by this lease: the node that accepted the
+    /// message delivers it from memory, without claiming it back from the queue.
+    pub claim: Option<Claim>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -215,21 +221,63 @@ const RECIPIENT_COLUMNS: &str =
 impl Store {
     /// Records a message and its recipients (all `queued`, due now) in one
     /// transaction. When this returns Ok the message is durable.
-    pub async fn enqueue(&self, m: &NewQueuedMessage) -> Result<(), StoreError> {
-        self.enqueue_many(std::slice::from_ref(m)).await
+    pub async fn enqueue(
+        &self,
+        m: &NewQueuedMessage,
+    ) -> Result<Option<ClaimedMessage>, StoreError> {
+        let mut claimed = self.enqueue_many(std::slice::from_ref(m)).await?;
+        Ok(claimed.pop().flatten())
     }
 
     /// Records several messages in one transaction (group commit: one fsync for all);
-    /// all or none.
-    pub async fn enqueue_many(&self, messages: &[NewQueuedMessage]) -> Result<(), StoreError> {
+    /// all or none. Returns, for each message with a [`NewQueuedMessage::claim`], the
+    /// message as [`Store::claim_due_recipients`] would have claimed it.
+    pub async fn enqueue_many(
+        &self,
+        messages: &[NewQueuedMessage],
+    ) -> Result<Vec<Option<ClaimedMessage>>, StoreError> {
         let now = self.now();
         let mut stmts = Vec::with_capacity(messages.len() * 2);
         let pg = self.db.is_postgres();
+        let mut first_recipient = Vec::with_capacity(messages.len());
         for m in messages {
             stmts.extend(enqueue_stmts(m, now, pg)?);
+            // A claimed message's recipients are its last statements, one each.
+            first_recipient.push(m.claim.as_ref().map(|_| stmts.len() - m.recipients.len()));
         }
-        self.db.tx(stmts, false).await?;
-        Ok(())
+        let results = self.db.tx(stmts, false).await?;
+        Ok(messages
+            .iter()
+            .zip(first_recipient)
+            .map(|(m, first)| {
+                let first = first?;
+                let recipients = m
+                    .recipients
+                    .iter()
+                    .zip(&results[first..])
+                    .map(|(r, id)| ClaimedRecipient {
+                        id: *id as i64,
+                        address: r.address.clone(),
+                        notify: r.notify.clone(),
+                        orcpt: r.orcpt.clone(),
+                        attempts: 0,
+                        delay_warned: false,
+                    })
+                    .collect();
+                Some(ClaimedMessage {
+                    id: m.id.clone(),
+                    login: m.login.clone(),
+                    mail_from: m.mail_from.clone(),
+                    received_at: now,
+                    size: m.body.len() as i64,
+                    ret: m.ret.clone(),
+                    envid: m.envid.clone(),
+                    smtputf8: m.smtputf8,
+                    body_type: m.body_type.clone(),
+                    recipients,
+                })
+            })
+            .collect())
     }
 
     /// Queued messages, oldest first, at most `limit`, with their recipients.
@@ -302,7 +350,7 @@ impl Store {
             return Ok(None);
         };
         match r.take(0) {
-            Some(crate::db::Value::Bytes(b)) => Ok(Some(b)),
+            Some(crate::db::Value::Bytes(b)) => Ok(Some(Arc::unwrap_or_clone(b))),
             Some(crate::db::Value::Text(t)) => base64_decode(&t)
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt(format!("queue body of {id} is not base64"))),
@@ -353,10 +401,32 @@ fn enqueue_stmts(
         if postgres {
             crate::db::Value::Text(base64_encode(&m.body))
         } else {
-            crate::db::Value::Bytes(m.body.clone())
+            crate::db::Value::Bytes(m.body.clone()) // shared, not copied
         },
         ],
     )];
+    if let Some(claim) = &m.claim {
+        // One statement each: their new ids are the claim's recipient ids.
+        stmts.extend(m.recipients.iter().map(|r| {
+            Stmt::new(
+                "INSERT INTO queue_recipients (message_id, rcpt, notify, orcpt, status, attempts, \
+                 next_attempt, updated_at, lease_owner, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8)",
+                params![
+                    &m.id,
+                    &r.address,
+                    r.notify.clone(),
+                    r.orcpt.clone(),
+                    RecipientStatus::Queued.as_str(),
+                    now.0,
+                    &claim.owner,
+                    claim.until.0
+                ],
+            )
+            .returning_id()
+        }));
+        return Ok(stmts);
+    }
     let rows = m
         .recipients
         .iter()
@@ -495,7 +565,7 @@ mod tests {
                 address: "bob@example.org".into(),
                 ..NewQueuedRecipient::default()
             }],
-            body: b"\x00\xffbytes".to_vec(),
+            body: Arc::new(b"\x00\xffbytes".to_vec()),
             ..NewQueuedMessage::default()
         };
         store.enqueue(&m).await.unwrap();
@@ -509,7 +579,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(kind.text(0).unwrap(), "blob", "stored once, not as base64");
-        assert_eq!(store.queue_body("NEW").await.unwrap().unwrap(), m.body);
+        assert_eq!(store.queue_body("NEW").await.unwrap().unwrap(), *m.body);
         // A row written by an older version: base64 text.
         store
             .db
@@ -549,7 +619,8 @@ mod tests {
                     orcpt: None,
                 },
             ],
-            body: body.clone(),
+            body: Arc::new(body.clone()),
+            claim: None,
         };
         store.enqueue(&m).await.unwrap();
         assert!(store.enqueue(&m).await.is_err(), "ids are unique");

@@ -520,7 +520,7 @@ async fn bad_urls_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_starts_over_under_steady_writing() {
     let env = sqlite().await;
-    let body = vec![b'x'; 64 * 1024];
+    let body = std::sync::Arc::new(vec![b'x'; 64 * 1024]);
     let started = Instant::now();
     let mut written = 0u64;
     let mut n = 0;
@@ -549,3 +549,101 @@ async fn wal_starts_over_under_steady_writing() {
         "WAL of {wal} bytes after {n} commits of {written} bytes: it never started over"
     );
 }
+
+fn queued(id: &str, rcpts: &[&str], claim: Option<store::Claim>) -> store::NewQueuedMessage {
+    store::NewQueuedMessage {
+        id: id.into(),
+        login: "ann".into(),
+        mail_from: "ann@example.net".into(),
+        recipients: rcpts
+            .iter()
+            .map(|r| store::NewQueuedRecipient {
+                address: r.to_string(),
+                notify: Some("FAILURE".into()),
+                orcpt: None,
+            })
+            .collect(),
+        body: Arc::new(b"Subject: x\r\n\r\nhi\r\n".to_vec()),
+        claim,
+        ..Default::default()
+    }
+}
+
+/// A message enqueued with a claim is born leased to the accepting node: it comes
+/// back as that node would have claimed it, no other node claims it while the lease
+/// holds, the node settles it with the ids it got, and once a lease runs out (the
+/// node died before delivering) any node claims the recipients.
+async fn enqueued_with_a_claim(env: Env) {
+    let st = &env.store;
+    let claim = store::Claim {
+        owner: "node-a".into(),
+        until: Timestamp(T0 + 120),
+    };
+    let got = st
+        .enqueue_many(&[
+            queued(
+                "m-claimed",
+                &["b@example.org", "c@example.org"],
+                Some(claim.clone()),
+            ),
+            queued("m-open", &["d@example.org"], None),
+            queued("m-dies", &["e@example.org"], Some(claim.clone())),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got[1].is_none(), "an unclaimed message is the dispatcher's");
+    let m = got[0].clone().expect("claimed");
+    assert_eq!(
+        (m.id.as_str(), m.login.as_str(), m.size),
+        ("m-claimed", "ann", 18)
+    );
+    assert_eq!(m.received_at, Timestamp(T0));
+    let addrs: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(addrs, ["b@example.org", "c@example.org"]);
+    assert_eq!(m.recipients[0].notify.as_deref(), Some("FAILURE"));
+    assert_ne!(m.recipients[0].id, m.recipients[1].id);
+
+    // Another node finds only the unclaimed message.
+    let other = st
+        .claim_due_recipients("node-b", Timestamp(T0 + 300), 100)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = other.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m-open"]);
+
+    // The ids returned are the rows' own, leased to node-a: its outcomes are taken.
+    let outcomes: Vec<store::RecipientOutcome> = m
+        .recipients
+        .iter()
+        .map(|r| store::RecipientOutcome {
+            recipient_id: r.id,
+            address: r.address.clone(),
+            status: store::RecipientStatus::Delivered,
+            next_attempt: Timestamp(T0),
+            reply: "250 ok".into(),
+            host: None,
+            tls: None,
+            attempted: true,
+            delay_warned: false,
+        })
+        .collect();
+    assert!(matches!(
+        st.record_outcomes("node-b", "m-claimed", &outcomes).await,
+        Err(StoreError::Conflict)
+    ));
+    st.record_outcomes("node-a", "m-claimed", &outcomes)
+        .await
+        .unwrap();
+    assert!(st.queue_message("m-claimed").await.unwrap().is_none());
+
+    // node-a died holding m-dies: after its lease, node-b claims it.
+    env.clock.set(Timestamp(T0 + 121));
+    let taken = st
+        .claim_due_recipients("node-b", Timestamp(T0 + 240), 100)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = taken.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m-dies"]);
+}
+both_backends!(claimed_enqueue, enqueued_with_a_claim);

@@ -16,7 +16,10 @@ use tokio::task::JoinHandle;
 const MAX_BATCH: usize = 64;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-type Job = (store::NewQueuedMessage, oneshot::Sender<Result<(), String>>);
+/// What a commit returns: the message as claimed, for one enqueued with a claim.
+type Committed = Result<Option<store::ClaimedMessage>, String>;
+
+type Job = (store::NewQueuedMessage, oneshot::Sender<Committed>);
 
 #[derive(Clone)]
 pub struct QueueCommitter {
@@ -62,8 +65,8 @@ impl QueueCommitter {
         )
     }
 
-    /// Returns once the message is committed (or could not be).
-    pub async fn enqueue(&self, message: store::NewQueuedMessage) -> Result<(), String> {
+    /// Returns once the message is committed (or could not be), see [`store::Store::enqueue`].
+    pub async fn enqueue(&self, message: store::NewQueuedMessage) -> Committed {
         if self.running.load(Ordering::Acquire) == 0 {
             let _running = Running::start(&self.running);
             return self
@@ -107,9 +110,9 @@ async fn run(
         let _running = Running::start(&running);
         let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match store.enqueue_many(&messages).await {
-            Ok(()) => {
-                for r in replies {
-                    let _ = r.send(Ok(()));
+            Ok(claimed) => {
+                for (r, c) in replies.into_iter().zip(claimed) {
+                    let _ = r.send(Ok(c));
                 }
             }
             Err(e) if messages.len() > 1 => {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub use error::SubmissionError;
 pub use metrics::{metrics, SubmissionMetrics};
-pub use server::{start_with, AcceptHook, Server, Tunables};
+pub use server::{start_with, AcceptHook, Handoff, Reservation, Server, Tunables};
 
 /// Binds `submission.listen_starttls` and `submission.listen_tls` and serves them.
 /// Returns once every listener is bound.

@@ -41,6 +41,32 @@ impl std::fmt::Debug for AcceptHook {
     }
 }
 
+/// Delivery on this node, taking each message as it is committed (`serve` wires
+/// it to the delivery crate): the message leaves from memory instead of being
+/// claimed and read back from the queue.
+#[derive(Clone)]
+pub struct Handoff {
+    /// Before the commit: room for this many recipients, or `None` (delivery is
+    /// full or stopping; the message is queued for whichever node claims it).
+    pub reserve: Arc<dyn Fn(usize) -> Option<Reservation> + Send + Sync>,
+    /// After a commit without a reservation: delivery should look at the queue now.
+    pub queued: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// Room in delivery for one message, and the claim its recipients are inserted under.
+pub struct Reservation {
+    pub claim: store::Claim,
+    /// Hands the committed message and its body over; dropped instead (the commit
+    /// failed), it gives the room back.
+    pub deliver: Box<dyn FnOnce(store::ClaimedMessage, Arc<Vec<u8>>) + Send>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handoff")
+    }
+}
+
 /// Limits and timeouts that have no config key (yet); the defaults suit an ISP.
 #[derive(Clone, Debug)]
 pub struct Tunables {
@@ -67,6 +93,7 @@ pub struct Tunables {
     pub radius_timeout: Duration,
     pub radius_retries: u32,
     pub on_accept: Option<AcceptHook>,
+    pub handoff: Option<Handoff>,
 }
 
 impl Default for Tunables {
@@ -85,6 +112,7 @@ impl Default for Tunables {
             radius_timeout: Duration::from_secs(3),
             radius_retries: 2,
             on_accept: None,
+            handoff: None,
         }
     }
 }
@@ -512,9 +540,21 @@ impl Shared {
         let span = tracing::info_span!("message", queue_id = %id);
         async {
             let now = time::OffsetDateTime::now_utc();
-            let message = crate::message::finalize(&env, body, peer.ip(), &self.hostname, &id, now);
+            let message = Arc::new(crate::message::finalize(
+                &env,
+                body,
+                peer.ip(),
+                &self.hostname,
+                &id,
+                now,
+            ));
             let size = message.len() as u64;
             let rcpts = env.recipients.len() as u64;
+            let reservation = self
+                .tunables
+                .handoff
+                .as_ref()
+                .and_then(|h| (h.reserve)(env.recipients.len()));
             let record = store::NewQueuedMessage {
                 id: id.clone(),
                 login: env.login.clone(),
@@ -528,6 +568,7 @@ impl Shared {
                     crate::request::BodyType::EightBitMime => "8BITMIME".to_string(),
                 }),
                 spool_path: None,
+                claim: reservation.as_ref().map(|r| r.claim.clone()),
                 recipients: env
                     .recipients
                     .iter()
@@ -537,12 +578,20 @@ impl Shared {
                         orcpt: r.orcpt.clone(),
                     })
                     .collect(),
-                body: message,
+                body: message.clone(),
             };
-            if let Err(e) = self.queue.enqueue(record).await {
-                tracing::error!("cannot record the message in the queue: {e}");
-                metrics().reject(Rejection::QueueError);
-                return Err(response::queue_failed());
+            let claimed = match self.queue.enqueue(record).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("cannot record the message in the queue: {e}");
+                    metrics().reject(Rejection::QueueError);
+                    return Err(response::queue_failed());
+                }
+            };
+            match (reservation, claimed, &self.tunables.handoff) {
+                (Some(r), Some(claimed), _) => (r.deliver)(claimed, message),
+                (_, _, Some(handoff)) => (handoff.queued)(),
+                _ => {}
             }
             let m = metrics();
             SubmissionMetrics::inc(&m.messages_accepted);

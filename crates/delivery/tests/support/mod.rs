@@ -682,7 +682,7 @@ pub fn message(from: &str, to: &[&str], body: &str) -> store::NewQueuedMessage {
                 orcpt: Some(format!("rfc822;{a}")),
             })
             .collect(),
-        body: body.as_bytes().to_vec(),
+        body: Arc::new(body.as_bytes().to_vec()),
         ..Default::default()
     }
 }
