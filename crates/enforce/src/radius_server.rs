@@ -207,7 +207,7 @@ struct CachedPassword {
 struct Server {
     config: Arc<config::Config>,
     store: Store,
-    dedup: Mutex<Dedup>,
+    dedup: Arc<Mutex<Dedup>>,
     passwords: Mutex<HashMap<String, CachedPassword>>,
     profiles: Arc<Profiles>,
     /// Process-random salt for the in-memory password digests.
@@ -222,12 +222,45 @@ struct Server {
 }
 
 /// An accounting packet's report on its way to [`group_commit`], and where its
-/// result goes once the transaction holding it committed.
-type AccountingJob = (
-    SessionEvent,
-    SessionReport,
-    tokio::sync::oneshot::Sender<Result<usize, store::StoreError>>,
-);
+/// answer goes once the transaction holding it is on disk.
+type AccountingJob = (SessionEvent, SessionReport, Answer);
+
+/// Where an accounting packet's answer goes. The group commit sends it once the
+/// packet's transaction is on disk: no task and no wake-up per packet.
+struct Answer {
+    socket: Arc<UdpSocket>,
+    from: SocketAddr,
+    key: DedupKey,
+    request: Packet,
+    secret: Vec<u8>,
+    dedup: Arc<Mutex<Dedup>>,
+}
+
+impl Answer {
+    /// An Accounting-Response once the report is recorded; none when the store failed,
+    /// so the NAS retries.
+    async fn send(self, recorded: Result<usize, store::StoreError>) {
+        let reply = match recorded {
+            Ok(leases) => {
+                count(&COUNTERS.accounting_responses);
+                tracing::debug!(from = %self.from, leases, "accounting recorded");
+                let response = Packet::new(Code::AccountingResponse, self.request.identifier);
+                sign(response, &self.request, &self.secret, self.from).map(Arc::new)
+            }
+            Err(e) => {
+                count(&COUNTERS.store_errors);
+                tracing::error!(from = %self.from, "store failed during accounting, no response so the NAS retries: {e}");
+                None
+            }
+        };
+        settle(&self.dedup, self.key, reply.clone());
+        if let Some(r) = reply {
+            if let Err(e) = self.socket.send_to(&r, self.from).await {
+                tracing::warn!(from = %self.from, "cannot send RADIUS reply: {e}");
+            }
+        }
+    }
+}
 
 /// Most accounting packets written in one transaction.
 const ACCOUNTING_BATCH: usize = 1024;
@@ -246,15 +279,15 @@ const FLUSHES_IN_FLIGHT: usize = 4;
 async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<AccountingJob>) {
     let flushes = Arc::new(tokio::sync::Semaphore::new(FLUSHES_IN_FLIGHT));
     let mut batch = Vec::with_capacity(ACCOUNTING_BATCH);
-    while let Some((event, report, reply)) = jobs.recv().await {
-        let mut replies = Vec::with_capacity(ACCOUNTING_BATCH);
+    while let Some((event, report, answer)) = jobs.recv().await {
+        let mut answers = Vec::with_capacity(ACCOUNTING_BATCH);
         batch.push((event, report));
-        replies.push(reply);
+        answers.push(answer);
         while batch.len() < ACCOUNTING_BATCH {
             match jobs.try_recv() {
-                Ok((event, report, reply)) => {
+                Ok((event, report, answer)) => {
                     batch.push((event, report));
-                    replies.push(reply);
+                    answers.push(answer);
                 }
                 Err(_) => break,
             }
@@ -270,8 +303,8 @@ async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<Accoun
             Ordering::Relaxed,
         );
         tokio::spawn(async move {
-            for (reply, result) in replies.into_iter().zip(unflushed.settle(results).await) {
-                let _ = reply.send(result);
+            for (answer, result) in answers.into_iter().zip(unflushed.settle(results).await) {
+                answer.send(result).await;
             }
             drop(permit);
         });
@@ -288,7 +321,7 @@ impl Server {
         let server = Server {
             config,
             store,
-            dedup: Mutex::new(Dedup::default()),
+            dedup: Arc::new(Mutex::new(Dedup::default())),
             passwords: Mutex::new(HashMap::new()),
             profiles: Arc::new(Profiles::default()),
             salt: radius::crypto::random_authenticator(),
@@ -374,23 +407,6 @@ impl Server {
         }
     }
 
-    /// Remembers the reply for retransmissions, or forgets the request when there is
-    /// none (a store failure), so a retransmission is handled afresh.
-    fn settle(&self, key: DedupKey, reply: Option<Arc<Vec<u8>>>) {
-        if let Ok(mut dedup) = self.dedup.lock() {
-            match reply {
-                Some(r) => {
-                    if let Some(e) = dedup.entries.get_mut(&key) {
-                        e.reply = Some(r);
-                    }
-                }
-                None => {
-                    dedup.entries.remove(&key);
-                }
-            }
-        }
-    }
-
     /// The reply to an admitted request, when everything the decision needs is in
     /// memory (an Access-Request whose profile and password check are cached, or one
     /// rejected on its face); None when it needs [`Server::handle`].
@@ -409,7 +425,7 @@ impl Server {
             }
             Err(reject) => reject,
         };
-        self.finish(reply, req, secret, from)
+        sign(reply, req, secret, from)
     }
 
     async fn handle(&self, req: &Packet, secret: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
@@ -418,32 +434,7 @@ impl Server {
             Code::AccountingRequest => self.accounting(req, from.ip().to_canonical()).await,
             _ => None,
         }?;
-        self.finish(reply, req, secret, from)
-    }
-
-    /// Signs `reply` to `req`, echoing its identifier and Proxy-State.
-    fn finish(
-        &self,
-        mut reply: Packet,
-        req: &Packet,
-        secret: &[u8],
-        from: SocketAddr,
-    ) -> Option<Vec<u8>> {
-        reply.identifier = req.identifier;
-        // Proxy-State goes back unchanged, in order (RFC 2865 section 5.33).
-        reply.attributes.extend(
-            req.attributes
-                .iter()
-                .filter(|a| matches!(a, Attribute::ProxyState(_)))
-                .cloned(),
-        );
-        match reply.encode_response(secret, &req.authenticator) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                tracing::error!(%from, "cannot encode RADIUS reply: {e}");
-                None
-            }
-        }
+        sign(reply, req, secret, from)
     }
 
     fn reject(&self, login: &str, why: &str) -> Packet {
@@ -612,69 +603,123 @@ impl Server {
         Some(ok)
     }
 
-    /// Hands an accounting report to the group commit and waits for its transaction.
-    async fn account(
-        &self,
-        event: SessionEvent,
-        report: SessionReport,
-    ) -> Result<usize, store::StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let gone = || store::StoreError::Backend("accounting group commit stopped".into());
-        self.accounting
-            .send((event, report, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+    /// When the event an accounting packet reports happened: Event-Timestamp, else
+    /// arrival minus Acct-Delay-Time.
+    fn event_time(&self, req: &Packet) -> Timestamp {
+        let delay = req.find(|a| match a {
+            Attribute::AcctDelayTime(d) => Some(i64::from(*d)),
+            _ => None,
+        });
+        req.find(|a| match a {
+            Attribute::EventTimestamp(t) => Some(Timestamp(i64::from(*t))),
+            _ => None,
+        })
+        .unwrap_or(Timestamp(self.store.now().0 - delay.unwrap_or(0)))
     }
 
+    /// A well-formed Start, Interim-Update or Stop: what goes to the group commit.
+    /// Anything else (Accounting-On/Off, malformed) is for [`Server::accounting`].
+    fn session_event(&self, req: &Packet, nas: IpAddr) -> Option<(SessionEvent, SessionReport)> {
+        let event = match req.acct_status_type()? {
+            AcctStatusType::Start => SessionEvent::Start,
+            AcctStatusType::InterimUpdate => SessionEvent::Interim,
+            AcctStatusType::Stop => SessionEvent::Stop,
+            _ => return None,
+        };
+        Some((event, session_report(req, nas, self.event_time(req))?))
+    }
+
+    /// Queues a session event for the group commit, which answers it.
+    fn record(&self, event: SessionEvent, report: SessionReport, answer: Answer) {
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.accounting.try_send((event, report, answer)) {
+            Ok(()) => {}
+            // A burst beyond the queue: this packet waits for room on a task of its own.
+            Err(TrySendError::Full(job)) => {
+                let queue = self.accounting.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = queue.send(job).await {
+                        let (_, _, answer) = e.0;
+                        answer.send(Err(stopped())).await;
+                    }
+                });
+            }
+            Err(TrySendError::Closed((_, _, answer))) => {
+                tokio::spawn(answer.send(Err(stopped())));
+            }
+        }
+    }
+
+    /// Accounting-Requests other than a well-formed session event.
     async fn accounting(&self, req: &Packet, nas: IpAddr) -> Option<Packet> {
         let Some(status) = req.acct_status_type() else {
             count(&COUNTERS.malformed);
             tracing::info!(%nas, "Accounting-Request without Acct-Status-Type dropped");
             return None;
         };
-        let now = self.store.now();
-        let delay = req.find(|a| match a {
-            Attribute::AcctDelayTime(d) => Some(i64::from(*d)),
-            _ => None,
-        });
-        let at = req
-            .find(|a| match a {
-                Attribute::EventTimestamp(t) => Some(Timestamp(i64::from(*t))),
-                _ => None,
-            })
-            .unwrap_or(Timestamp(now.0 - delay.unwrap_or(0)));
-        let result = match status {
+        match status {
             AcctStatusType::AccountingOn | AcctStatusType::AccountingOff => {
-                self.store.close_nas_sessions(nas, at).await.map(|n| {
-                    tracing::info!(%nas, closed = n, "Accounting-{:?}: closed the NAS's sessions", status);
-                })
+                let at = self.event_time(req);
+                match self.store.close_nas_sessions(nas, at).await {
+                    Ok(n) => {
+                        tracing::info!(%nas, closed = n, "Accounting-{:?}: closed the NAS's sessions", status)
+                    }
+                    Err(e) => {
+                        count(&COUNTERS.store_errors);
+                        tracing::error!(%nas, "store failed during accounting, no response so the NAS retries: {e}");
+                        return None;
+                    }
+                }
             }
             AcctStatusType::Start | AcctStatusType::InterimUpdate | AcctStatusType::Stop => {
-                let Some(report) = session_report(req, nas, at) else {
-                    count(&COUNTERS.malformed);
-                    tracing::info!(%nas, "Accounting-Request without User-Name or Acct-Session-Id dropped");
-                    return None;
-                };
-                let event = match status {
-                    AcctStatusType::Start => SessionEvent::Start,
-                    AcctStatusType::InterimUpdate => SessionEvent::Interim,
-                    _ => SessionEvent::Stop,
-                };
-                let (login, session) = (report.login.clone(), report.session_id.clone());
-                self.account(event, report).await.map(|n| {
-                    tracing::debug!(%nas, %login, %session, leases = n, "accounting {:?}", status);
-                })
+                count(&COUNTERS.malformed);
+                tracing::info!(%nas, "Accounting-Request without User-Name or Acct-Session-Id dropped");
+                return None;
             }
-            AcctStatusType::Other(_) => Ok(()),
-        };
-        if let Err(e) = result {
-            count(&COUNTERS.store_errors);
-            tracing::error!(%nas, "store failed during accounting, no response so the NAS retries: {e}");
-            return None;
+            AcctStatusType::Other(_) => {}
         }
         count(&COUNTERS.accounting_responses);
         Some(Packet::new(Code::AccountingResponse, req.identifier))
+    }
+}
+
+fn stopped() -> store::StoreError {
+    store::StoreError::Backend("accounting group commit stopped".into())
+}
+
+/// Remembers the reply for retransmissions, or forgets the request when there is
+/// none (a store failure), so a retransmission is handled afresh.
+fn settle(dedup: &Mutex<Dedup>, key: DedupKey, reply: Option<Arc<Vec<u8>>>) {
+    if let Ok(mut dedup) = dedup.lock() {
+        match reply {
+            Some(r) => {
+                if let Some(e) = dedup.entries.get_mut(&key) {
+                    e.reply = Some(r);
+                }
+            }
+            None => {
+                dedup.entries.remove(&key);
+            }
+        }
+    }
+}
+
+/// Signs `reply` to `req`, echoing its identifier and Proxy-State.
+fn sign(mut reply: Packet, req: &Packet, secret: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+    reply.identifier = req.identifier;
+    // Proxy-State goes back unchanged, in order (RFC 2865 section 5.33).
+    reply.attributes.extend(
+        req.attributes
+            .iter()
+            .filter(|a| matches!(a, Attribute::ProxyState(_)))
+            .cloned(),
+    );
+    match reply.encode_response(secret, &req.authenticator) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::error!(%from, "cannot encode RADIUS reply: {e}");
+            None
+        }
     }
 }
 
@@ -733,18 +778,34 @@ async fn serve(socket: Arc<UdpSocket>, server: Arc<Server>, port: Port) {
                 // Answered from memory right here when possible: no task, no wake-up.
                 if let Some(reply) = server.answer_now(&packet, &secret, from) {
                     let reply = Arc::new(reply);
-                    server.settle(key, Some(reply.clone()));
+                    settle(&server.dedup, key, Some(reply.clone()));
                     if let Err(e) = socket.send_to(&reply, from).await {
                         tracing::warn!(%from, "cannot send RADIUS reply: {e}");
                     }
                     continue;
+                }
+                if port == Port::Acct {
+                    if let Some((event, report)) =
+                        server.session_event(&packet, from.ip().to_canonical())
+                    {
+                        let answer = Answer {
+                            socket: socket.clone(),
+                            from,
+                            key,
+                            request: packet,
+                            secret,
+                            dedup: server.dedup.clone(),
+                        };
+                        server.record(event, report, answer);
+                        continue;
+                    }
                 }
                 let socket = socket.clone();
                 let server = server.clone();
                 tokio::spawn(async move {
                     let reply = server.handle(&packet, &secret, from).await.map(Arc::new);
                     // Cache before sending, so a retransmission racing the reply finds it.
-                    server.settle(key, reply.clone());
+                    settle(&server.dedup, key, reply.clone());
                     if let Some(r) = &reply {
                         if let Err(e) = socket.send_to(r, from).await {
                             tracing::warn!(%from, "cannot send RADIUS reply: {e}");

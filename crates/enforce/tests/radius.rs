@@ -354,6 +354,45 @@ async fn retransmission_gets_the_cached_reply() {
         .unwrap();
     assert_eq!(&buf[..n], &first[..], "the same reply, byte for byte");
     assert!(COUNTERS.duplicates.load(Ordering::Relaxed) > dups);
+
+    // An accounting Start is answered by the group commit once it is on disk, with
+    // its Proxy-State echoed; its retransmission gets those bytes again and is not
+    // recorded twice.
+    let start = Packet::new(Code::AccountingRequest, 78)
+        .with(Attribute::AcctStatusType(radius::AcctStatusType::Start))
+        .with(Attribute::UserName("dyn".into()))
+        .with(Attribute::AcctSessionId("retransmitted".into()))
+        .with(Attribute::FramedIpAddress([100, 64, 7, 7].into()))
+        .with(Attribute::ProxyState(b"px-1".to_vec()));
+    let bytes = start.encode_request(SECRET.as_bytes()).unwrap();
+    let sent = Packet::decode(&bytes).unwrap();
+    let dups = COUNTERS.duplicates.load(Ordering::Relaxed);
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        sock.send_to(&bytes, b.acct).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        replies.push(buf[..n].to_vec());
+    }
+    radius::verify_response(&replies[0], SECRET.as_bytes(), &sent.authenticator).unwrap();
+    let reply = Packet::decode(&replies[0]).unwrap();
+    assert_eq!(
+        (reply.code, reply.identifier),
+        (Code::AccountingResponse, 78)
+    );
+    assert!(reply
+        .attributes
+        .contains(&Attribute::ProxyState(b"px-1".to_vec())));
+    assert_eq!(replies[0], replies[1], "the same reply, byte for byte");
+    assert!(COUNTERS.duplicates.load(Ordering::Relaxed) > dups);
+    let opened = b.store.events_after(0, 10_000).await.unwrap();
+    assert_eq!(
+        opened.iter().filter(|e| e.kind == "lease.opened").count(),
+        1,
+        "recorded once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
