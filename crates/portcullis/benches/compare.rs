@@ -1019,11 +1019,10 @@ fn relay_report(relay: &[Relay], s: &Settings) -> String {
 
 const RELAY_NOTES: &str = "What limits the figure: the slower of accepting and relaying. \
 Postfix's qmgr hands each message to an `smtp` process (up to 100 concurrent to one \
-destination here); portcullis' delivery engine claims due recipients from the store, \
-relays them over pooled connections and records each outcome in the store; it is not \
-woken by an accept but polls every second when it found less than a full batch, so a \
-message waits up to 1 s before relaying, and the store's one SQLite connection is shared by \
-accepting, claiming and recording outcomes.\n";
+destination here); portcullis' submission hands each message it commits to the delivery \
+engine on its node (inserted already leased to it, relayed from memory over pooled \
+connections), which records each outcome in the store; the store's one SQLite writer is \
+shared by accepting and recording outcomes.\n";
 
 fn sessions_report(held: &[Held], s: &Settings) -> String {
     let wanted = held.first().map_or(0, |h| h.wanted);
