@@ -61,6 +61,10 @@ pub struct Reservation {
     pub deliver: Box<dyn FnOnce(store::ClaimedMessage, Arc<Vec<u8>>) + Send>,
 }
 
+/// What tells delivery about a committed message: the hand-over of a reservation, or
+/// a wake-up to look at the queue.
+type HandOver = Box<dyn FnOnce() + Send>;
+
 impl std::fmt::Debug for Handoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Handoff")
@@ -498,8 +502,20 @@ impl Shared {
                     session.auth_done(outcome);
                 }
                 Step::Queue(envelope, body) => {
-                    let result = self.accept(*envelope, body, peer).await;
+                    let (result, hand_over) = match self.accept(*envelope, body, peer).await {
+                        Ok((id, hand_over)) => (Ok(id), hand_over),
+                        Err(reply) => (Err(reply), None),
+                    };
                     session.queued(result);
+                    // The 250 first: handing the message over wakes delivery, whose
+                    // work would otherwise compete with the reply the client waits for.
+                    if let Some(hand_over) = hand_over {
+                        let flushed = self.flush(&mut conn, &mut session, deadline).await;
+                        hand_over();
+                        if let Err(e) = flushed {
+                            return e;
+                        }
+                    }
                 }
                 Step::Close => {
                     let _ = self.flush(&mut conn, &mut session, deadline).await;
@@ -529,13 +545,14 @@ impl Shared {
     }
 
     /// Durable accept: the message is committed to the store's queue (its one durable
-    /// copy, see `store::queue`), then `250`.
+    /// copy, see `store::queue`), then `250`. Returns the queue id and what tells
+    /// delivery about the message, to run once the reply is written.
     async fn accept(
         &self,
         env: Envelope,
         body: Vec<u8>,
         peer: SocketAddr,
-    ) -> Result<String, Reply> {
+    ) -> Result<(String, Option<HandOver>), Reply> {
         let id = store::new_queue_id();
         let span = tracing::info_span!("message", queue_id = %id);
         async {
@@ -588,11 +605,16 @@ impl Shared {
                     return Err(response::queue_failed());
                 }
             };
-            match (reservation, claimed, &self.tunables.handoff) {
-                (Some(r), Some(claimed), _) => (r.deliver)(claimed, message),
-                (_, _, Some(handoff)) => (handoff.queued)(),
-                _ => {}
-            }
+            let hand_over: Option<HandOver> = match (reservation, claimed, &self.tunables.handoff) {
+                (Some(r), Some(claimed), _) => {
+                    Some(Box::new(move || (r.deliver)(claimed, message)))
+                }
+                (_, _, Some(handoff)) => {
+                    let queued = handoff.queued.clone();
+                    Some(Box::new(move || queued()))
+                }
+                _ => None,
+            };
             let m = metrics();
             SubmissionMetrics::inc(&m.messages_accepted);
             m.bytes_accepted.fetch_add(size, Ordering::Relaxed);
@@ -602,7 +624,7 @@ impl Shared {
                 let to: Vec<String> = env.recipients.iter().map(|r| r.address.clone()).collect();
                 (hook.0)(&env.login, &to);
             }
-            Ok(id.clone())
+            Ok((id.clone(), hand_over))
         }
         .instrument(span)
         .await
