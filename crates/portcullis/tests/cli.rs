@@ -691,12 +691,9 @@ fn abuse_ingest_reinstates_an_opted_out_subscriber_once() {
     env.ok(&["optout", "request", "jo", "--accept-aup"]);
     env.ok(&["optout", "approve", "jo"]);
     // Within the complaint window whatever day the test runs.
-    let arrival = std::process::Command::new("date")
-        .args(["-u", "-R", "-d", "1 hour ago"])
-        .output()
-        .expect("date");
-    let arrival = String::from_utf8(arrival.stdout).unwrap();
-    let arrival = arrival.trim();
+    let arrival = delivery::dsn::rfc5322_date(
+        policy::Clock::now(&policy::SystemClock).minus(Duration::from_secs(3600)),
+    );
     let arf = format!("From: abuse@bigmail.example\r\nTo: abuse@isp.example\r\nSubject: FW: spam report\r\nMessage-ID: <r1@bigmail.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: BigMail-FBL/1.0\r\nVersion: 1\r\nSource-IP: 100.64.7.7\r\nArrival-Date: {arrival}\r\nReported-Domain: example.net\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: jo@example.net\r\nTo: victim@bigmail.example\r\nSubject: cheap pills\r\nMessage-ID: <spam1@example.net>\r\n\r\nbuy now\r\n--b--\r\n");
     let f = env.write("report.eml", &arf);
     let report = env.json(&["abuse", "ingest", f.to_str().unwrap()]);

@@ -609,10 +609,10 @@ impl Shared {
                 (Some(r), Some(claimed), _) => {
                     Some(Box::new(move || (r.deliver)(claimed, message)))
                 }
-                (_, _, Some(handoff)) => {
+                (_, _, Some(handoff)) => Some(Box::new({
                     let queued = handoff.queued.clone();
-                    Some(Box::new(move || queued()))
-                }
+                    move || queued()
+                })),
                 _ => None,
             };
             let m = metrics();
