@@ -18,6 +18,10 @@
 //! 3. **Relay** (`03-relay.md`): messages submitted and counted on arrival at the sink:
 //!    end-to-end messages/s, submission and delivery together.
 //!
+//! The one-session cells also run against the floor (`floor_smtp.rs`), a server that
+//! does only what every durable one must, to show how far each server is from what
+//! this client, disk and machine allow.
+//!
 //! For profiling, `COMPARE_BENCH_SESSIONS=1,10` keeps some concurrencies,
 //! `COMPARE_BENCH_SIZES=1024,102400` some message sizes, and
 //! `COMPARE_BENCH_ONLY_SUBMISSION=1` stops after the submission section.
@@ -31,6 +35,8 @@
 
 #[path = "../../../bench/report.rs"]
 mod report;
+
+mod floor_smtp;
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -90,6 +96,11 @@ struct Settings {
 }
 
 fn main() {
+    // The same binary, started again, is the floor server (see `floor_smtp`).
+    if let Ok(args) = std::env::var(floor_smtp::ENV) {
+        let (port, dir) = args.split_once(' ').expect("port and directory");
+        floor_smtp::serve(port.parse().expect("port"), Path::new(dir));
+    }
     let (quick, repeats) = (report::quick(), report::repeats());
     let settings = Settings {
         quick,
@@ -137,6 +148,7 @@ fn main() {
 
     let (portcullis, portcullis_port) = start_portcullis(dir.path(), sink.port);
     let portcullis = KillOnDrop(portcullis);
+    let (floor_process, floor) = start_floor(dir.path());
     let servers = [
         Server {
             name: "portcullis",
@@ -159,7 +171,8 @@ fn main() {
     // so no cell pays for an earlier one's relaying.
     let mut accepted = 0u64;
 
-    let (cells, fsyncs) = submission(&runtime, &servers, &sink, &settings, &mut accepted);
+    let (cells, fsyncs) = submission(&runtime, &servers, &floor, &sink, &settings, &mut accepted);
+    drop(floor_process);
     std::fs::write(root.join("bench/submission-throughput.svg"), plot(&cells)).expect("write plot");
     report::write_section(
         "01-submission.md",
@@ -190,9 +203,11 @@ struct Cell {
     failed: usize,
 }
 
+/// Every size and concurrency for `servers`, and the `floor` at one session.
 fn submission(
     rt: &tokio::runtime::Runtime,
     servers: &[Server],
+    floor: &Server,
     sink: &Sink,
     s: &Settings,
     accepted: &mut u64,
@@ -229,12 +244,19 @@ fn submission(
         for &sessions in &concurrency {
             let messages = (if s.quick { 200 } else { 2000 }).max(sessions * 10)
                 / if size > 50_000 { 2 } else { 1 };
-            let mut runs: Vec<Vec<Run>> = vec![Vec::new(); servers.len()];
+            // The floor bounds one session only: it flushes each message on its own.
+            let turn: Vec<&Server> = servers
+                .iter()
+                .chain((sessions == 1).then_some(floor))
+                .collect();
+            let mut runs: Vec<Vec<Run>> = vec![Vec::new(); turn.len()];
             for _ in 0..s.repeats {
-                for (k, server) in servers.iter().enumerate() {
+                for (k, server) in turn.iter().enumerate() {
                     sink.wait_for(*accepted, Duration::from_secs(120));
                     let run = measured_load(rt, server, size, sessions, messages);
-                    *accepted += run.messages as u64;
+                    if server.name != FLOOR {
+                        *accepted += run.messages as u64;
+                    }
                     println!(
                         "{:>10} {:>6} B x{:>3}: {:>7.0} msg/s  p50 {:>6.2} ms  p99 {:>7.2} ms  cpu {:>5.2} s/1000  peak {:>6.1} MB  ({} sent, {} failed)",
                         server.name, size, sessions, run.per_sec, run.p50_ms, run.p99_ms, run.cpu_per_1000, run.peak_rss_mb, run.messages, run.failed
@@ -242,7 +264,7 @@ fn submission(
                     runs[k].push(run);
                 }
             }
-            for (k, server) in servers.iter().enumerate() {
+            for (k, server) in turn.iter().enumerate() {
                 let r = &runs[k];
                 cells.push(Cell {
                     server: server.name,
@@ -748,6 +770,37 @@ impl Sink {
     }
 }
 
+/// The floor server's name in cells and tables.
+const FLOOR: &str = "floor";
+
+/// Starts this binary again as the floor server (`floor_smtp`) on a free port.
+fn start_floor(dir: &Path) -> (KillOnDrop, Server) {
+    let port = free_port();
+    let floor_dir = dir.join("floor");
+    std::fs::create_dir_all(&floor_dir).expect("floor directory");
+    let log = std::fs::File::create(floor_dir.join("floor.log")).expect("log file");
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .env(floor_smtp::ENV, format!("{port} {}", floor_dir.display()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("floor server");
+    let server = Server {
+        name: FLOOR,
+        port,
+        login: USER.into(),
+        pid: child.id(),
+    };
+    let child = KillOnDrop(child);
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, server);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the floor server did not listen on {port}");
+}
+
 fn start_portcullis(dir: &Path, sink_port: u16) -> (Child, u16) {
     let port = free_port();
     let config = dir.join("portcullis.toml");
@@ -960,10 +1013,16 @@ fn submission_report(cells: &[Cell], fsyncs: &[(&str, f64)], s: &Settings) -> St
         );
     }
     let sent: usize = cells.iter().map(|c| c.sent).sum();
+    failed += cells
+        .iter()
+        .filter(|c| c.server == FLOOR)
+        .map(|c| c.failed)
+        .sum::<usize>();
     let _ = writeln!(
         md,
         "\n{sent} messages sent in all, {failed} failed.\n\n![throughput against concurrency](bench/submission-throughput.svg)\n"
     );
+    md.push_str(&floor_report(cells));
     if !fsyncs.is_empty() {
         md.push_str("fsync + fdatasync calls per message, one session of 1 KB messages, the whole process tree under `strace -f -c` (accepting and relaying): ");
         let list: Vec<String> = fsyncs
@@ -977,14 +1036,57 @@ fn submission_report(cells: &[Cell], fsyncs: &[(&str, f64)], s: &Settings) -> St
     md
 }
 
+/// One session against the floor: the most any server that flushes each message
+/// before `250` could reach with this client here, as a ratio to Postfix.
+fn floor_report(cells: &[Cell]) -> String {
+    let mut md = String::from(
+        "One session against the floor (`floor_smtp.rs`: a server that does only what every durable one must: \
+         STARTTLS with the same rustls configuration, SMTP without checks, the body read, one `pwrite` and \
+         `fdatasync` on the thread that read it, no relaying). Its ratio to Postfix bounds what any server \
+         can reach with this client, disk and machine:\n\n\
+         | size | floor msg/s | portcullis msg/s | Postfix msg/s | floor / Postfix | portcullis / floor | p50 ms (floor / pc / pf) | CPU s per 1000 (floor / pc) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let find = |server: &str, size: usize| {
+        cells
+            .iter()
+            .find(|c| c.server == server && c.size == size && c.sessions == 1)
+            .map(|c| &c.median)
+    };
+    let mut rows = 0;
+    for floor in cells.iter().filter(|c| c.server == FLOOR) {
+        let (Some(pc), Some(pf)) = (find("portcullis", floor.size), find("postfix", floor.size))
+        else {
+            continue;
+        };
+        let f = &floor.median;
+        let _ = writeln!(
+            md,
+            "| {} KB | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} |",
+            floor.size / 1024, f.per_sec, pc.per_sec, pf.per_sec, ratio(f.per_sec, pf.per_sec), ratio(pc.per_sec, f.per_sec),
+            f.p50_ms, pc.p50_ms, pf.p50_ms, f.cpu_per_1000, pc.cpu_per_1000
+        );
+        rows += 1;
+    }
+    if rows == 0 {
+        return String::new();
+    }
+    md.push('\n');
+    md
+}
+
 const SUBMISSION_NOTES: &str = "What limits the figures: both servers make a message durable before `250` \
 (Postfix: `cleanup` writes and fsyncs a queue file; portcullis: one store commit, the body in the \
 row, a group of concurrent messages sharing one commit and its WAL fsync). With one session each \
-message waits for its own fsync, so both are bound by the disk's flush latency; with more sessions \
-portcullis shares each fsync among the messages that arrived meanwhile, while Postfix pays a queue \
-file and process hand-offs (smtpd → cleanup → qmgr) per message. At 100 KB the TLS decryption and \
-the copy into SQLite's WAL dominate. Postfix runs a process per session, and RSS counts shared \
-pages once per process, so its peak RSS overstates what it holds (see the sessions section for PSS).\n";
+message waits for its own flush, and for everything else the server does in turn: the floor, which \
+flushes too, shows that the flush and the client leave room for far more than either server does, so \
+at one session the difference is each server's own work per message (for portcullis: the hand-off \
+of the commit to a blocking thread and back, SQLite's copy of the body into the WAL, the checkpoints \
+that copy it again, and relaying the previous message on the other core). With more sessions \
+portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
+file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
+and RSS counts shared pages once per process, so its peak RSS overstates what it holds (see the \
+sessions section for PSS).\n";
 
 fn relay_report(relay: &[Relay], s: &Settings) -> String {
     let mut md = String::from("## End-to-end relay: submission → delivery → smtp-sink\n\n");
@@ -1074,6 +1176,7 @@ fn sessions_report(held: &[Held], s: &Settings) -> String {
 
 /// Messages/s against concurrency, one line per server and size, as SVG.
 fn plot(cells: &[Cell]) -> String {
+    let cells: Vec<&Cell> = cells.iter().filter(|c| c.server != FLOOR).collect();
     let (w, h, left, bottom) = (640.0, 360.0, 60.0, 40.0);
     let max = cells.iter().map(|r| r.median.per_sec).fold(1.0, f64::max) * 1.1;
     let levels: Vec<usize> = {
