@@ -550,6 +550,40 @@ async fn wal_starts_over_under_steady_writing() {
     );
 }
 
+/// A closed store leaves nothing in its WAL: the next process to open it (the next
+/// CLI command after an import) does not have to read and copy what this one wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_store_empties_its_wal() {
+    let env = sqlite().await;
+    let subs: Vec<NewSubscriber> = (0..50_000)
+        .map(|i| NewSubscriber {
+            login: format!("wal{i:05}"),
+            display_name: None,
+            email: None,
+            plan: Plan::Dynamic,
+            static_ips: vec![],
+            password_hash: None,
+        })
+        .collect();
+    env.store
+        .import_subscribers(&subs, &Actor::Operator("op".into()))
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let path = env.url.trim_start_matches("sqlite://").to_string();
+    let wal_len = || std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+    assert!(wal_len() > 0, "the import went to the WAL first");
+    drop(env.store);
+    assert_eq!(wal_len(), 0, "the WAL was left for the next process");
+    // Everything is in the database file: a fresh open finds it.
+    let reopened = Store::open(&env.url).await.unwrap();
+    assert!(reopened
+        .find_subscriber("wal49999")
+        .await
+        .unwrap()
+        .is_some());
+}
+
 fn queued(id: &str, rcpts: &[&str], claim: Option<store::Claim>) -> store::NewQueuedMessage {
     store::NewQueuedMessage {
         id: id.into(),
