@@ -11,7 +11,7 @@
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_util::SinkExt;
@@ -256,11 +256,14 @@ pub(crate) enum Db {
 
 /// SQLite connections to one database file: the writer, and readers for queries.
 pub(crate) struct Sqlite {
-    writer: Mutex<rusqlite::Connection>,
+    /// Shared with the checkpointer, which takes it to copy a small rest; it holds
+    /// nothing else of the store, so the store is dropped (see its `Drop`) by whoever
+    /// lets go of it last, never by the checkpointer.
+    writer: Arc<Mutex<rusqlite::Connection>>,
     readers: Vec<Mutex<rusqlite::Connection>>,
     next: AtomicUsize,
     /// Commits so far (written to the WAL, maybe not yet on disk).
-    commits: AtomicU64,
+    commits: Arc<AtomicU64>,
     wal: WalSync,
 }
 
@@ -403,10 +406,10 @@ impl Sqlite {
             .map(|_| connect("PRAGMA query_only=ON;").map(Mutex::new))
             .collect::<Result<_, _>>()?;
         Ok(Sqlite {
-            writer: Mutex::new(writer),
+            writer: Arc::new(Mutex::new(writer)),
             readers,
             next: AtomicUsize::new(0),
-            commits: AtomicU64::new(0),
+            commits: Arc::new(AtomicU64::new(0)),
             wal: WalSync {
                 path: format!("{path}-wal"),
                 state: Mutex::new(SyncState::default()),
@@ -466,7 +469,12 @@ impl Sqlite {
     /// makes its flush dearer, and the checkpoints with it. So once the rest is small,
     /// it is copied while holding the writer: commits wait that long (a few frames
     /// and two flushes), and the next commit starts the WAL over.
-    fn checkpoint(store: Weak<Sqlite>, path: String) {
+    fn checkpoint(
+        store: Weak<Sqlite>,
+        writer: Arc<Mutex<rusqlite::Connection>>,
+        commits: Arc<AtomicU64>,
+        path: String,
+    ) {
         let conn = match open_connection(&path) {
             Ok(c) => c,
             Err(e) => {
@@ -483,8 +491,10 @@ impl Sqlite {
         let mut seen = 0;
         loop {
             std::thread::sleep(CHECKPOINT_EVERY);
-            let Some(db) = store.upgrade() else { return };
-            let commits = db.commits.load(Ordering::Relaxed);
+            if store.strong_count() == 0 {
+                return;
+            }
+            let commits = commits.load(Ordering::Relaxed);
             if commits == seen {
                 continue;
             }
@@ -500,7 +510,7 @@ impl Sqlite {
                 }
             }
             if result.is_ok() {
-                if let Ok(_writer) = db.writer.lock() {
+                if let Ok(_writer) = writer.lock() {
                     result = passive();
                 }
             }
@@ -512,23 +522,46 @@ impl Sqlite {
 }
 
 impl Drop for Sqlite {
-    /// The last handle on the store is gone: the WAL is copied into the database file
-    /// and emptied, so the next process to open the store does not pay for what this
-    /// one wrote (a bulk import leaves tens of MB, which the next command would read
-    /// and copy before answering). SQLite does this itself when a connection closes
-    /// and no other is using the database, but after a large write the checkpointer
-    /// is usually still copying it then (a 50,000-subscriber import left its 12 MB
-    /// WAL every time); this waits for it.
+    /// The last handle on the store is gone: what this process committed is copied
+    /// from the WAL into the database file and the WAL emptied, so the next process to
+    /// open the store does not pay for it (after a bulk import, tens or hundreds of MB
+    /// the next command would read and copy before answering). SQLite does this itself
+    /// when a connection closes and no other is using the database, but after a large
+    /// write the checkpointer is usually still copying then; SQLite answers a second
+    /// checkpoint busy at once, without waiting, so this tries again until it is done.
     fn drop(&mut self) {
-        let Ok(c) = self.writer.get_mut() else { return };
-        if let Err(e) = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-            tracing::warn!(
-                "sqlite checkpoint on close of {} failed: {e}",
-                self.wal.path
-            );
+        if self.commits.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let Ok(c) = self.writer.lock() else { return };
+        let deadline = Instant::now() + CLOSE_CHECKPOINT_WAIT;
+        loop {
+            match c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+                Ok(0) => return,
+                Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) => {
+                    tracing::warn!(
+                        "sqlite checkpoint on close of {}: still busy after {CLOSE_CHECKPOINT_WAIT:?}, the next process copies the rest",
+                        self.wal.path
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "sqlite checkpoint on close of {} failed: {e}",
+                        self.wal.path
+                    );
+                    return;
+                }
+            }
         }
     }
 }
+
+/// How long closing a store waits for a running checkpoint before leaving the rest.
+const CLOSE_CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct PgPool {
     clients: Vec<tokio::sync::Mutex<tokio_postgres::Client>>,
@@ -547,10 +580,10 @@ impl Db {
             blocking(move || Sqlite::open(&path)).await?
         };
         let db = Arc::new(db);
-        let weak = Arc::downgrade(&db);
+        let (weak, writer, commits) = (Arc::downgrade(&db), db.writer.clone(), db.commits.clone());
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || Sqlite::checkpoint(weak, path))
+            .spawn(move || Sqlite::checkpoint(weak, writer, commits, path))
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
         Ok(Db::Sqlite(db))
     }
