@@ -16,7 +16,9 @@ use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufStream};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufStream,
+};
 use tokio::net::TcpListener;
 
 /// Names `port dir` for the child process.
@@ -103,6 +105,18 @@ fn verb(line: &[u8]) -> String {
     String::from_utf8_lossy(&line[..end]).to_ascii_uppercase()
 }
 
+/// The verb of the next command line (left in `line`), or None at the end of input.
+async fn next_verb<S: AsyncBufRead + Unpin>(
+    s: &mut S,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<String>> {
+    line.clear();
+    if s.read_until(b'\n', line).await? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(verb(line)))
+}
+
 async fn reply<S: AsyncWrite + Unpin>(s: &mut S, text: &[u8]) -> std::io::Result<()> {
     s.write_all(text).await?;
     s.flush().await
@@ -117,11 +131,10 @@ async fn session(
     reply(&mut s, b"220 floor ESMTP\r\n").await?;
     let mut line = Vec::new();
     loop {
-        line.clear();
-        if s.read_until(b'\n', &mut line).await? == 0 {
+        let Some(command) = next_verb(&mut s, &mut line).await? else {
             return Ok(());
-        }
-        match verb(&line).as_str() {
+        };
+        match command.as_str() {
             "EHLO" => reply(&mut s, b"250-floor\r\n250-8BITMIME\r\n250 STARTTLS\r\n").await?,
             "STARTTLS" => {
                 reply(&mut s, b"220 2.0.0 ready\r\n").await?;
@@ -142,11 +155,10 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
     let mut line = Vec::new();
     let mut body = Vec::new();
     loop {
-        line.clear();
-        if s.read_until(b'\n', &mut line).await? == 0 {
+        let Some(command) = next_verb(&mut s, &mut line).await? else {
             return Ok(());
-        }
-        match verb(&line).as_str() {
+        };
+        match command.as_str() {
             "EHLO" => reply(&mut s, b"250-floor\r\n250-8BITMIME\r\n250 AUTH PLAIN\r\n").await?,
             "AUTH" => reply(&mut s, b"235 2.7.0 ok\r\n").await?,
             "MAIL" | "RCPT" | "RSET" | "NOOP" => reply(&mut s, b"250 2.0.0 ok\r\n").await?,

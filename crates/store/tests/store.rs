@@ -556,14 +556,7 @@ async fn wal_starts_over_under_steady_writing() {
 async fn closing_the_store_empties_its_wal() {
     let env = sqlite().await;
     let subs: Vec<NewSubscriber> = (0..50_000)
-        .map(|i| NewSubscriber {
-            login: format!("wal{i:05}"),
-            display_name: None,
-            email: None,
-            plan: Plan::Dynamic,
-            static_ips: vec![],
-            password_hash: None,
-        })
+        .map(|i| dynamic(&format!("wal{i:05}")))
         .collect();
     env.store
         .import_subscribers(&subs, &Actor::Operator("op".into()))
