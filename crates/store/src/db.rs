@@ -522,7 +522,7 @@ impl Sqlite {
 }
 
 impl Drop for Sqlite {
-    /// The last handle on the store is gone: what this process committed is copied
+    /// The last handle on the store is gone: what this process wrote is copied
     /// from the WAL into the database file and the WAL emptied, so the next process to
     /// open the store does not pay for it (after a bulk import, tens or hundreds of MB
     /// the next command would read and copy before answering). SQLite does this itself
@@ -530,10 +530,12 @@ impl Drop for Sqlite {
     /// write the checkpointer is usually still copying then; SQLite answers a second
     /// checkpoint busy at once, without waiting, so this tries again until it is done.
     fn drop(&mut self) {
-        if self.commits.load(Ordering::Acquire) == 0 {
+        let Ok(c) = self.writer.lock() else { return };
+        // A process that changed nothing (a query from the CLI beside a running server)
+        // leaves the WAL to whoever wrote it.
+        if c.total_changes() == 0 {
             return;
         }
-        let Ok(c) = self.writer.lock() else { return };
         let deadline = Instant::now() + CLOSE_CHECKPOINT_WAIT;
         loop {
             match c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
