@@ -577,6 +577,26 @@ async fn closing_the_store_empties_its_wal() {
         .is_some());
 }
 
+/// A process that only read (a CLI query beside the running server) leaves the WAL
+/// to the process that wrote it: emptying it would stall the server's commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_store_that_only_read_leaves_the_wal() {
+    let env = sqlite().await;
+    env.store
+        .import_subscribers(&[dynamic("ann")], &Actor::Operator("op".into()))
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let path = env.url.trim_start_matches("sqlite://").to_string();
+    let wal_len = || std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+    let written = wal_len();
+    assert!(written > 0, "the server's write is in the WAL");
+    let reader = Store::open(&env.url).await.unwrap();
+    assert!(reader.find_subscriber("ann").await.unwrap().is_some());
+    drop(reader);
+    assert_eq!(wal_len(), written, "a reader emptied the writer's WAL");
+}
+
 fn queued(id: &str, rcpts: &[&str], claim: Option<store::Claim>) -> store::NewQueuedMessage {
     store::NewQueuedMessage {
         id: id.into(),
