@@ -148,7 +148,6 @@ fn main() {
 
     let (portcullis, portcullis_port) = start_portcullis(dir.path(), sink.port);
     let portcullis = KillOnDrop(portcullis);
-    let (floor_process, floor) = start_floor(dir.path());
     let servers = [
         Server {
             name: "portcullis",
@@ -171,8 +170,14 @@ fn main() {
     // so no cell pays for an earlier one's relaying.
     let mut accepted = 0u64;
 
-    let (cells, fsyncs) = submission(&runtime, &servers, &floor, &sink, &settings, &mut accepted);
-    drop(floor_process);
+    let (cells, fsyncs) = submission(
+        &runtime,
+        &servers,
+        dir.path(),
+        &sink,
+        &settings,
+        &mut accepted,
+    );
     std::fs::write(root.join("bench/submission-throughput.svg"), plot(&cells)).expect("write plot");
     report::write_section(
         "01-submission.md",
@@ -203,11 +208,12 @@ struct Cell {
     failed: usize,
 }
 
-/// Every size and concurrency for `servers`, and the `floor` at one session.
+/// Every size and concurrency for `servers`, and the floor (started in `dir`, when
+/// a one-session cell runs) at one session.
 fn submission(
     rt: &tokio::runtime::Runtime,
     servers: &[Server],
-    floor: &Server,
+    dir: &Path,
     sink: &Sink,
     s: &Settings,
     accepted: &mut u64,
@@ -239,6 +245,7 @@ fn submission(
                 .is_none_or(|o| o.split(',').any(|k| k == c.to_string()))
         })
         .collect();
+    let floor = concurrency.contains(&1).then(|| start_floor(dir));
     let mut cells = Vec::new();
     for &size in &sizes {
         for &sessions in &concurrency {
@@ -247,7 +254,7 @@ fn submission(
             // The floor bounds one session only: it flushes each message on its own.
             let turn: Vec<&Server> = servers
                 .iter()
-                .chain((sessions == 1).then_some(floor))
+                .chain(floor.as_ref().map(|(_, f)| f).filter(|_| sessions == 1))
                 .collect();
             let mut runs: Vec<Vec<Run>> = vec![Vec::new(); turn.len()];
             for _ in 0..s.repeats {

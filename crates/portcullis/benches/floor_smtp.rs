@@ -31,7 +31,6 @@ const SPOOL_BYTES: u64 = 64 << 20;
 /// Serves on `127.0.0.1:port` until killed; `dir` holds the spool and the certificate.
 pub fn serve(port: u16, dir: &Path) -> ! {
     let spool = std::fs::OpenOptions::new()
-        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
