@@ -851,6 +851,16 @@ impl Db {
         }
     }
 
+    /// [`Db::tx`], for SQLite on the calling thread, which it blocks for the commit
+    /// and its flush (a runtime worker: the caller makes sure that is rare, see
+    /// `submission::committer`). Saves the hand-off to a blocking thread and back.
+    pub(crate) async fn tx_on_caller(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Db::Sqlite(db) => db.write(Flush::Wait, |c| sqlite_tx(c, &stmts)),
+            Db::Postgres(_) => self.tx(stmts, false).await,
+        }
+    }
+
     async fn tx_with(
         &self,
         stmts: Vec<Stmt>,

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, crate::mta_sts::MIGRATION),
     (9, crate::portal::MIGRATION_ONE_PENDING_STATIC),
     (10, crate::sessions::OPEN_SESSIONS_MIGRATION),
+    (11, crate::queue::DROP_LOGIN_INDEX_MIGRATION),
 ];
 
 const V1_FOUNDATION: &str = "

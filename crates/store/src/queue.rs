@@ -71,6 +71,11 @@ CREATE INDEX queue_recipients_message ON queue_recipients (message_id);
 ";
 
 /// A message to enqueue, as submission accepted it.
+/// Schema version 11: no query looks queued messages up by login, and every accepted
+/// message paid for the index twice (its insert and its delete, a page each in the
+/// WAL that the commit's flush writes).
+pub(crate) const DROP_LOGIN_INDEX_MIGRATION: &str = "DROP INDEX queue_messages_login;";
+
 #[derive(Clone, Debug, Default)]
 pub struct NewQueuedMessage {
     /// From [`new_queue_id`]; also names the spool file.
@@ -229,12 +234,31 @@ impl Store {
         Ok(claimed.pop().flatten())
     }
 
+    /// [`Store::enqueue`], committed on the calling thread for SQLite: it blocks that
+    /// thread for the commit and its flush, for a caller that commits one message
+    /// while no other is being committed (a blocking thread costs two more wake-ups).
+    pub async fn enqueue_on_caller(
+        &self,
+        m: &NewQueuedMessage,
+    ) -> Result<Option<ClaimedMessage>, StoreError> {
+        let mut claimed = self.enqueue_in(std::slice::from_ref(m), true).await?;
+        Ok(claimed.pop().flatten())
+    }
+
     /// Records several messages in one transaction (group commit: one fsync for all);
     /// all or none. Returns, for each message with a [`NewQueuedMessage::claim`], the
     /// message as [`Store::claim_due_recipients`] would have claimed it.
     pub async fn enqueue_many(
         &self,
         messages: &[NewQueuedMessage],
+    ) -> Result<Vec<Option<ClaimedMessage>>, StoreError> {
+        self.enqueue_in(messages, false).await
+    }
+
+    async fn enqueue_in(
+        &self,
+        messages: &[NewQueuedMessage],
+        on_caller: bool,
     ) -> Result<Vec<Option<ClaimedMessage>>, StoreError> {
         let now = self.now();
         let mut stmts = Vec::with_capacity(messages.len() * 2);
@@ -245,7 +269,11 @@ impl Store {
             // A claimed message's recipients are its last statements, one each.
             first_recipient.push(m.claim.as_ref().map(|_| stmts.len() - m.recipients.len()));
         }
-        let results = self.db.tx(stmts, false).await?;
+        let results = if on_caller {
+            self.db.tx_on_caller(stmts).await?
+        } else {
+            self.db.tx(stmts, false).await?
+        };
         Ok(messages
             .iter()
             .zip(first_recipient)
