@@ -6,11 +6,12 @@
 //! configuration as portcullis, AUTH PLAIN accepted unchecked, MAIL, RCPT, DATA,
 //! RSET, NOOP, QUIT), reads the body, writes it with one `pwrite` into a file
 //! allocated beforehand and `fdatasync`s it, on the thread that read it, before
-//! answering `250`. It checks nothing, parses no header, keeps no queue, relays
-//! nothing and hands nothing to another thread: every server that makes a message
-//! durable before `250` does at least this. It runs in its own process (the bench
-//! binary started again with `COMPARE_BENCH_FLOOR` set), so its CPU is measured
-//! the way the servers' is.
+//! answering `250`. Then it relays the body to the benchmark's `smtp-sink`, as both
+//! servers do: over one connection kept open, MAIL, RCPT and DATA pipelined, the body
+//! dot-stuffed, while the session goes on. It checks nothing, parses no header and
+//! keeps no queue: every server that makes a message durable before `250` and relays
+//! it does at least this. It runs in its own process (the bench binary started again
+//! with `COMPARE_BENCH_FLOOR` set), so its CPU is measured the way the servers' is.
 
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
@@ -19,17 +20,19 @@ use std::sync::Arc;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufStream,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
-/// Names `port dir` for the child process.
+/// Names `port dir sink_port` for the child process.
 pub const ENV: &str = "COMPARE_BENCH_FLOOR";
 
 /// The spool: bodies are written round it, each over space already on disk, so a
 /// flush writes data only and never the file's size (the cheapest durable write).
 const SPOOL_BYTES: u64 = 64 << 20;
 
-/// Serves on `127.0.0.1:port` until killed; `dir` holds the spool and the certificate.
-pub fn serve(port: u16, dir: &Path) -> ! {
+/// Serves on `127.0.0.1:port` until killed, relaying to the sink on
+/// `127.0.0.1:sink_port`; `dir` holds the spool and the certificate.
+pub fn serve(port: u16, dir: &Path, sink_port: u16) -> ! {
     let spool = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -57,6 +60,12 @@ pub fn serve(port: u16, dir: &Path) -> ! {
         .build()
         .expect("floor runtime");
     runtime.block_on(async move {
+        let (relayed, bodies) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            if let Err(e) = relay(sink_port, bodies).await {
+                panic!("the floor's relay to the sink failed: {e}");
+            }
+        });
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("floor listens");
@@ -65,9 +74,9 @@ pub fn serve(port: u16, dir: &Path) -> ! {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, spool) = (acceptor.clone(), spool.clone());
+            let (acceptor, spool, relayed) = (acceptor.clone(), spool.clone(), relayed.clone());
             tokio::spawn(async move {
-                let _ = session(tcp, acceptor, spool).await;
+                let _ = session(tcp, acceptor, spool, relayed).await;
             });
         }
     })
@@ -121,10 +130,14 @@ async fn reply<S: AsyncWrite + Unpin>(s: &mut S, text: &[u8]) -> std::io::Result
     s.flush().await
 }
 
+/// Bodies accepted and flushed, on their way to the sink.
+type Relayed = mpsc::UnboundedSender<Vec<u8>>;
+
 async fn session(
-    tcp: tokio::net::TcpStream,
+    tcp: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     spool: Arc<Spool>,
+    relayed: Relayed,
 ) -> std::io::Result<()> {
     let mut s = BufStream::new(tcp);
     reply(&mut s, b"220 floor ESMTP\r\n").await?;
@@ -138,8 +151,8 @@ async fn session(
             "STARTTLS" => {
                 reply(&mut s, b"220 2.0.0 ready\r\n").await?;
                 let tls = acceptor.accept(s.into_inner()).await?;
-                return transactions(BufStream::with_capacity(64 << 10, 8 << 10, tls), &spool)
-                    .await;
+                let tls = BufStream::with_capacity(64 << 10, 8 << 10, tls);
+                return transactions(tls, &spool, &relayed).await;
             }
             "QUIT" => return reply(&mut s, b"221 2.0.0 bye\r\n").await,
             _ => reply(&mut s, b"530 5.7.0 STARTTLS first\r\n").await?,
@@ -150,6 +163,7 @@ async fn session(
 async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: BufStream<S>,
     spool: &Spool,
+    relayed: &Relayed,
 ) -> std::io::Result<()> {
     let mut line = Vec::new();
     let mut body = Vec::new();
@@ -181,9 +195,61 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 spool.store(&body)?;
                 reply(&mut s, b"250 2.0.0 stored\r\n").await?;
+                let _ = relayed.send(std::mem::take(&mut body));
             }
             "QUIT" => return reply(&mut s, b"221 2.0.0 bye\r\n").await,
             _ => reply(&mut s, b"500 5.5.2 unknown command\r\n").await?,
+        }
+    }
+}
+
+/// Sends every body to the sink, in order, over one connection.
+async fn relay(port: u16, mut bodies: mpsc::UnboundedReceiver<Vec<u8>>) -> std::io::Result<()> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let mut s = BufStream::with_capacity(8 << 10, 64 << 10, tcp);
+    let mut line = Vec::new();
+    sink_reply(&mut s, &mut line, b'2').await?;
+    reply(&mut s, b"EHLO floor\r\n").await?;
+    sink_reply(&mut s, &mut line, b'2').await?;
+    while let Some(body) = bodies.recv().await {
+        reply(
+            &mut s,
+            b"MAIL FROM:<floor@portcullis.test>\r\nRCPT TO:<sink@portcullis.test>\r\nDATA\r\n",
+        )
+        .await?;
+        sink_reply(&mut s, &mut line, b'2').await?;
+        sink_reply(&mut s, &mut line, b'2').await?;
+        sink_reply(&mut s, &mut line, b'3').await?;
+        for text in body.split_inclusive(|&b| b == b'\n') {
+            if text.starts_with(b".") {
+                s.write_all(b".").await?;
+            }
+            s.write_all(text).await?;
+        }
+        reply(&mut s, b".\r\n").await?;
+        sink_reply(&mut s, &mut line, b'2').await?;
+    }
+    Ok(())
+}
+
+/// Reads one (multi-line) reply of the sink; an error unless it starts with `class`.
+async fn sink_reply<S: AsyncBufRead + Unpin>(
+    s: &mut S,
+    line: &mut Vec<u8>,
+    class: u8,
+) -> std::io::Result<()> {
+    loop {
+        line.clear();
+        if s.read_until(b'\n', line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line.first() != Some(&class) {
+            let text = String::from_utf8_lossy(line).trim_end().to_string();
+            return Err(std::io::Error::other(format!("the sink replied {text}")));
+        }
+        if line.get(3) != Some(&b'-') {
+            return Ok(());
         }
     }
 }
