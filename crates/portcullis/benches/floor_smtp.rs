@@ -63,7 +63,9 @@ pub fn serve(port: u16, dir: &Path, sink_port: u16) -> ! {
         let (relayed, bodies) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             if let Err(e) = relay(sink_port, bodies).await {
-                panic!("the floor's relay to the sink failed: {e}");
+                // A panic would end only this task: the bench would wait for the sink.
+                eprintln!("floor: relaying to the sink failed: {e}");
+                std::process::exit(1);
             }
         });
         let listener = TcpListener::bind(("127.0.0.1", port))

@@ -70,12 +70,12 @@ CREATE INDEX queue_recipients_due ON queue_recipients (status, next_attempt);
 CREATE INDEX queue_recipients_message ON queue_recipients (message_id);
 ";
 
-/// A message to enqueue, as submission accepted it.
 /// Schema version 11: no query looks queued messages up by login, and every accepted
 /// message paid for the index twice (its insert and its delete, a page each in the
 /// WAL that the commit's flush writes).
 pub(crate) const DROP_LOGIN_INDEX_MIGRATION: &str = "DROP INDEX queue_messages_login;";
 
+/// A message to enqueue, as submission accepted it.
 #[derive(Clone, Debug, Default)]
 pub struct NewQueuedMessage {
     /// From [`new_queue_id`]; also names the spool file.

@@ -651,6 +651,16 @@ async fn enqueued_with_a_claim(env: Env) {
     assert_eq!(m.recipients[0].notify.as_deref(), Some("FAILURE"));
     assert_ne!(m.recipients[0].id, m.recipients[1].id);
 
+    // Committed on the caller's thread (one session's message), it is the same.
+    let alone = st
+        .enqueue_on_caller(&queued("m-alone", &["f@example.org"], Some(claim.clone())))
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!((alone.id.as_str(), alone.size), ("m-alone", 18));
+    let queued_alone = st.queue_message("m-alone").await.unwrap().expect("queued");
+    assert_eq!(queued_alone.recipients[0].id, alone.recipients[0].id);
+
     // Another node finds only the unclaimed message.
     let other = st
         .claim_due_recipients("node-b", Timestamp(T0 + 300), 100)
@@ -690,7 +700,8 @@ async fn enqueued_with_a_claim(env: Env) {
         .claim_due_recipients("node-b", Timestamp(T0 + 240), 100)
         .await
         .unwrap();
-    let ids: Vec<&str> = taken.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(ids, ["m-dies"]);
+    let mut ids: Vec<&str> = taken.iter().map(|m| m.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m-alone", "m-dies"]);
 }
 both_backends!(claimed_enqueue, enqueued_with_a_claim);

@@ -143,3 +143,28 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session commits on its own thread only while no other commit runs, so at
+    /// most one runtime worker is ever blocked by a commit.
+    #[test]
+    fn one_commit_alone_at_a_time() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let first = Running::alone(&count).expect("nothing runs");
+        assert!(
+            Running::alone(&count).is_none(),
+            "a second one waits its turn"
+        );
+        drop(first);
+        let grouped = Running::start(&count);
+        assert!(
+            Running::alone(&count).is_none(),
+            "nor beside a group commit"
+        );
+        drop(grouped);
+        assert!(Running::alone(&count).is_some());
+    }
+}
