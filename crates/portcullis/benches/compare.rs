@@ -1097,10 +1097,10 @@ const SUBMISSION_NOTES: &str = "What limits the figures: both servers make a mes
 (Postfix: `cleanup` writes and fsyncs a queue file; portcullis: one store commit, the body in the \
 row, a group of concurrent messages sharing one commit and its WAL fsync). With one session each \
 message waits for its own flush, and for everything else the server does in turn. The floor, which \
-flushes and relays too, shows what is left for a server's own work per message: at 100 KB even the \
-floor is only about 2.5 times Postfix on this machine (relaying to `smtp-sink`, which reads line by \
-line, costs every server a good part of the second core), so 2x there needs portcullis within 80% \
-of a server that does nothing else. portcullis' own extra work at one session: about 13 context \
+flushes and relays too, shows what is left for a server's own work per message (table above): at \
+100 KB its lead over Postfix is smallest, because relaying to `smtp-sink`, which reads line by line, \
+costs every server a good part of the second core. portcullis' own extra work at one session \
+(profiled when this was written: `perf stat`, timers in the session loop): about 13 context \
 switches per message against the floor's 6 (delivery's hand-offs, the store's outcome write on a \
 blocking thread), a commit of 7-9 WAL pages besides the body's and the previous message's outcome \
 in the same flush, and the checkpoints that copy pages into the database file. With more sessions \

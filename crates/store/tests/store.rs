@@ -541,13 +541,16 @@ async fn wal_starts_over_under_steady_writing() {
         env.store.enqueue(&m).await.unwrap();
         written += body.len() as u64;
     }
-    let wal = std::fs::metadata(format!("{}-wal", env.url.trim_start_matches("sqlite://")))
-        .unwrap()
-        .len();
+    let wal = std::fs::metadata(wal_file(&env)).unwrap().len();
     assert!(
         wal * 3 < written * 2,
         "WAL of {wal} bytes after {n} commits of {written} bytes: it never started over"
     );
+}
+
+/// The WAL file of a SQLite test store.
+fn wal_file(env: &Env) -> String {
+    format!("{}-wal", env.url.trim_start_matches("sqlite://"))
 }
 
 /// A closed store leaves nothing in its WAL: the next process to open it (the next
@@ -563,8 +566,8 @@ async fn closing_the_store_empties_its_wal() {
         .await
         .map_err(|(_, e)| e)
         .unwrap();
-    let path = env.url.trim_start_matches("sqlite://").to_string();
-    let wal_len = || std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+    let wal = wal_file(&env);
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     assert!(wal_len() > 0, "the import went to the WAL first");
     drop(env.store);
     assert_eq!(wal_len(), 0, "the WAL was left for the next process");
@@ -587,8 +590,8 @@ async fn closing_a_store_that_only_read_leaves_the_wal() {
         .await
         .map_err(|(_, e)| e)
         .unwrap();
-    let path = env.url.trim_start_matches("sqlite://").to_string();
-    let wal_len = || std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+    let wal = wal_file(&env);
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     let written = wal_len();
     assert!(written > 0, "the server's write is in the WAL");
     let reader = Store::open(&env.url).await.unwrap();
