@@ -5,6 +5,7 @@
 #
 #   bench/postfix-submission.sh start DIR PORT SINK_PORT USER PASSWORD
 #   bench/postfix-submission.sh stop DIR
+#   bench/postfix-submission.sh reload DIR   (idle smtpd and smtp processes exit)
 #
 # default_process_limit (Postfix's default: 100) is POSTFIX_PROCESS_LIMIT, 10100 when
 # unset: Postfix runs one smtpd process per session, and the benchmark holds 10,000.
@@ -15,6 +16,10 @@ set -euo pipefail
 
 cmd=${1:?start|stop}
 dir=$(realpath -m "${2:?DIR}")
+
+if [[ $cmd == reload ]]; then
+    exec postfix -c "$dir/etc" reload >/dev/null 2>&1
+fi
 
 if [[ $cmd == stop ]]; then
     pid=$(cat "$dir/queue/pid/master.pid" 2>/dev/null || true)

@@ -11,7 +11,9 @@
 //!    accepted messages/s, p50/p99 latency of a whole MAIL..DATA transaction, the
 //!    server's CPU seconds per 1,000 messages (its whole process tree, exited children
 //!    included) and its peak resident memory during the cell; then fsyncs per message
-//!    under `strace -c`.
+//!    under `strace -c`. Each cell starts once the sink has every earlier message and
+//!    Postfix is back at rest (reloaded, its idle processes gone), so no cell pays
+//!    for another.
 //! 2. **Sessions** (`02-sessions.md`): 10,000 sessions (1,000 with `--quick`) opened,
 //!    through STARTTLS and AUTH, and held; each server's resident and proportional
 //!    memory summed over its processes.
@@ -142,10 +144,10 @@ fn main() {
         .status()
         .is_ok_and(|s| s.success());
     // Stops Postfix however this run ends, panics included.
-    let _postfix = StopPostfix(
-        root.join("bench/postfix-submission.sh"),
-        postfix_dir.clone(),
-    );
+    let postfix = Postfix {
+        script: root.join("bench/postfix-submission.sh"),
+        dir: postfix_dir.clone(),
+    };
     assert!(ok, "could not start the Postfix peer");
     let master_pid = std::fs::read_to_string(postfix_dir.join("queue/pid/master.pid"))
         .ok()
@@ -179,6 +181,7 @@ fn main() {
     let (cells, fsyncs) = submission(
         &runtime,
         &servers,
+        &postfix,
         dir.path(),
         &sink,
         &settings,
@@ -219,6 +222,7 @@ struct Cell {
 fn submission(
     rt: &tokio::runtime::Runtime,
     servers: &[Server],
+    postfix: &Postfix,
     dir: &Path,
     sink: &Sink,
     s: &Settings,
@@ -265,6 +269,8 @@ fn submission(
                 .chain(floor.as_ref().map(|(_, f)| f).filter(|_| sessions == 1))
                 .collect();
             let mut runs: Vec<Vec<Run>> = vec![Vec::new(); turn.len()];
+            sink.wait_for(*accepted, Duration::from_secs(120));
+            postfix.settle(servers.iter().find(|s| s.name == "postfix").map(|s| s.pid));
             for _ in 0..s.repeats {
                 for (k, server) in turn.iter().enumerate() {
                     sink.wait_for(*accepted, Duration::from_secs(120));
@@ -710,11 +716,44 @@ impl Drop for KillOnDrop {
     }
 }
 
-struct StopPostfix(PathBuf, PathBuf);
+/// The Postfix peer, stopped however the run ends, panics included.
+struct Postfix {
+    script: PathBuf,
+    dir: PathBuf,
+}
 
-impl Drop for StopPostfix {
+impl Postfix {
+    /// Starts a cell from Postfix's resting state: a cell of 100 sessions leaves 100
+    /// idle `smtpd` processes (and its relaying `smtp` ones) for up to `max_idle`, and
+    /// every server measured beside them ran slower, so the cells after it were not
+    /// measured alike. A reload makes the idle ones exit; this waits until they have.
+    fn settle(&self, master: Option<u32>) {
+        let _ = Command::new(&self.script)
+            .arg("reload")
+            .arg(&self.dir)
+            .status();
+        let Some(master) = master else { return };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let busy = tree(master).iter().any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| matches!(c.trim(), "smtpd" | "smtp" | "cleanup"))
+            });
+            if !busy {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("postfix: idle processes still running 30 s after a reload");
+    }
+}
+
+impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new(&self.0).arg("stop").arg(&self.1).status();
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
     }
 }
 
