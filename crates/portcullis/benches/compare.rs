@@ -149,10 +149,7 @@ fn main() {
         dir: postfix_dir.clone(),
     };
     assert!(ok, "could not start the Postfix peer");
-    let master_pid = std::fs::read_to_string(postfix_dir.join("queue/pid/master.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .expect("postfix master.pid");
+    let master_pid = postfix.master().expect("postfix master.pid");
 
     let (portcullis, portcullis_port) = start_portcullis(dir.path(), sink.port);
     let portcullis = KillOnDrop(portcullis);
@@ -197,9 +194,12 @@ fn main() {
     if std::env::var_os("COMPARE_BENCH_ONLY_SUBMISSION").is_some() {
         return;
     }
+    postfix.settle();
     let relay = relay(&runtime, &servers, &sink, &settings, &mut accepted);
     report::write_section("03-relay.md", &relay_report(&relay, &settings));
 
+    sink.wait_for(accepted, Duration::from_secs(300));
+    postfix.settle();
     let held = sessions(&runtime, &servers, &settings);
     report::write_section("02-sessions.md", &sessions_report(&held, &settings));
     drop(portcullis);
@@ -270,7 +270,7 @@ fn submission(
                 .collect();
             let mut runs: Vec<Vec<Run>> = vec![Vec::new(); turn.len()];
             sink.wait_for(*accepted, Duration::from_secs(120));
-            postfix.settle(servers.iter().find(|s| s.name == "postfix").map(|s| s.pid));
+            postfix.settle();
             for _ in 0..s.repeats {
                 for (k, server) in turn.iter().enumerate() {
                     sink.wait_for(*accepted, Duration::from_secs(120));
@@ -456,7 +456,7 @@ fn sessions(rt: &tokio::runtime::Runtime, servers: &[Server], s: &Settings) -> V
     let wanted = if s.quick { 1000 } else { 10_000 };
     let mut out = Vec::new();
     for server in servers {
-        // Earlier cells' processes exit on their own (Postfix's max_idle is 100 s).
+        // At rest: the earlier cells' idle processes are gone (see `Postfix::settle`).
         let idle = memory_kb(server.pid);
         let started = Instant::now();
         let (conns, stopped) = rt.block_on(open_sessions(server, wanted));
@@ -723,16 +723,22 @@ struct Postfix {
 }
 
 impl Postfix {
+    fn master(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("queue/pid/master.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// Starts a cell from Postfix's resting state: a cell of 100 sessions leaves 100
     /// idle `smtpd` processes (and its relaying `smtp` ones) for up to `max_idle`, and
     /// every server measured beside them ran slower, so the cells after it were not
     /// measured alike. A reload makes the idle ones exit; this waits until they have.
-    fn settle(&self, master: Option<u32>) {
+    fn settle(&self) {
         let _ = Command::new(&self.script)
             .arg("reload")
             .arg(&self.dir)
             .status();
-        let Some(master) = master else { return };
+        let Some(master) = self.master() else { return };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
             let busy = tree(master).iter().any(|pid| {
@@ -1139,10 +1145,12 @@ message waits for its own flush, and for everything else the server does in turn
 flushes and relays too, shows what is left for a server's own work per message (table above): at \
 100 KB its lead over Postfix is smallest, because relaying to `smtp-sink`, which reads line by line, \
 costs every server a good part of the second core. portcullis' own extra work at one session \
-(profiled when this was written: `perf stat`, timers in the session loop): about 13 context \
-switches per message against the floor's 6 (delivery's hand-offs, the store's outcome write on a \
-blocking thread), a commit of 7-9 WAL pages besides the body's and the previous message's outcome \
-in the same flush, and the checkpoints that copy pages into the database file. With more sessions \
+(timed phase by phase in both its and the floor's session loops when this was written): the larger \
+part is the accept, where the store's statements and commit write the body into SQLite pages and \
+the WAL's flush, carrying those pages and the commit's own, takes longer under this load than the \
+floor's flush of the bare body; the rest is spread over the client's round trips, which wait longer \
+while the two cores also carry delivery's relaying of the message before. Delivery's outcome writes \
+are not part of it: with none written at all, the figures did not change. With more sessions \
 portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
 file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
 and RSS counts shared pages once per process, so its peak RSS overstates what it holds (see the \
