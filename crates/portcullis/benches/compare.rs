@@ -1052,7 +1052,7 @@ fn submission_report(cells: &[Cell], fsyncs: &[(&str, f64)], s: &Settings) -> St
         String::from("## Submission: STARTTLS + AUTH PLAIN, portcullis against Postfix\n\n");
     let _ = writeln!(
         md,
-        "`{}` ({}). Same client (lettre over TCP_NODELAY, N sessions that authenticate once, then send back to back), same machine, same run; both servers relay to the same `smtp-sink`, and each cell starts once the sink has every earlier message. Medians of {} runs per cell, the servers taking turns. CPU is the server's whole process tree; peak RSS is sampled during the cell and summed over the tree.\n",
+        "`{}` ({}). Same client (lettre over TCP_NODELAY, N sessions that authenticate once, then send back to back), same machine, same run; both servers relay to the same `smtp-sink`, and each cell starts once the sink has every earlier message and Postfix is back at rest (reloaded, the idle processes of the cell before gone). Medians of {} runs per cell, the servers taking turns. CPU is the server's whole process tree; peak RSS is sampled during the cell and summed over the tree.\n",
         s.command,
         machine(),
         s.repeats
