@@ -367,8 +367,10 @@ const CHECKPOINT_TAIL: i64 = 128;
 const CHECKPOINT_CATCH_UP: usize = 5;
 
 /// A connection to the database file through [`crate::write_coalescing`] (SQLite's own
-/// VFS if it could not be registered).
+/// VFS if it could not be registered), with [`crate::page_cache`].
 fn open_connection(path: &str) -> rusqlite::Result<rusqlite::Connection> {
+    // Before anything initializes SQLite (registering the VFS does).
+    crate::page_cache::install();
     if crate::write_coalescing::register() {
         let flags = rusqlite::OpenFlags::default();
         rusqlite::Connection::open_with_flags_and_vfs(path, flags, crate::write_coalescing::NAME)

@@ -16,6 +16,7 @@ mod events;
 mod leases;
 mod migrations;
 mod mta_sts;
+mod page_cache;
 pub mod password;
 mod portal;
 mod queue;
@@ -37,6 +38,7 @@ pub use events::{Event, EventFollower};
 pub use leases::{LeaseRecord, NewLease};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use mta_sts::CachedStsPolicy;
+pub use page_cache::parked_pages;
 pub use portal::{
     Operator, OperatorRole, Port25Change, SessionKind, StaticRequest, SupportRequest, WebSession,
 };
