@@ -757,8 +757,11 @@ fn markdown(
          so the rate is bound by the round trip of a batch (write, flush, reply) and by the \
          writing, which is per packet: a lease row with four indexes and an event for a Start or a \
          Stop, each index entry on its own page and so its own 4 KiB WAL frame, or a `last_seen` \
-         update for an Interim-Update. FreeRADIUS writes nothing durable, so its accounting \
-         figures are its request handling alone.\n",
+         update for an Interim-Update. That writing grows with the lease history: the history's \
+         indexes outgrow the page cache, more of the pages a batch touches are read back, and fewer \
+         of them are shared, so each run on one store costs a little more than the one before. \
+         FreeRADIUS writes nothing durable, so its accounting figures are its request handling \
+         alone.\n",
     );
     if !c.notes.is_empty() {
         out.push_str("\nportcullis' accounting group commit (first run of each phase):\n\n");

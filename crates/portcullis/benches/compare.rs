@@ -1150,7 +1150,10 @@ costs every server a good part of the second core. portcullis' own extra work at
 (timed phase by phase in both its and the floor's session loops when this was written): the larger \
 part is the accept, where the store's statements and commit write the body into SQLite pages and \
 the WAL's flush, carrying those pages and the commit's own, takes longer under this load than the \
-floor's flush of the bare body; the rest is spread over the client's round trips, which wait longer \
+floor's flush of the bare body (it once took longer still: a full `stat` of the WAL before each flush \
+made Linux give the next write a new mtime, so nearly every `fdatasync` also wrote the inode block; \
+now about a third do, against a fifth of the floor's, which is what a write per clock tick of the \
+WAL or the database file costs); the rest is spread over the client's round trips, which wait longer \
 while the two cores also carry delivery's relaying of the message before. Delivery's outcome writes \
 are not part of it: with none written at all, the figures did not change. With more sessions \
 portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
