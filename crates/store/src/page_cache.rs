@@ -135,12 +135,12 @@ unsafe extern "C" fn create(
         return std::ptr::null_mut();
     };
     let p = create(sz_page, sz_extra, purgeable);
-    if p.is_null() || sz_page <= 0 {
+    if p.is_null() {
         return p;
     }
     Box::into_raw(Box::new(Cache {
         inner: p,
-        lock_page: PENDING_BYTE / sz_page as c_uint + 1,
+        lock_page: PENDING_BYTE / sz_page.max(1) as c_uint + 1,
         highest: 0,
         parked: None,
     }))
