@@ -741,8 +741,8 @@ impl Postfix {
             .arg(&self.dir)
             .status();
         let Some(master) = self.master() else { return };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
             let busy = tree(master).iter().any(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
                     .is_ok_and(|c| matches!(c.trim(), "smtpd" | "smtp" | "cleanup"))
