@@ -1146,16 +1146,23 @@ row, a group of concurrent messages sharing one commit and its WAL fsync). With 
 message waits for its own flush, and for everything else the server does in turn. The floor, which \
 flushes and relays too, shows what is left for a server's own work per message (table above): at \
 100 KB its lead over Postfix is smallest, because relaying to `smtp-sink`, which reads line by line, \
-costs every server a good part of the second core. portcullis' own extra work at one session \
-(timed phase by phase in both its and the floor's session loops when this was written): the larger \
-part is the accept, where the store's statements and commit write the body into SQLite pages and \
-the WAL's flush, carrying those pages and the commit's own, takes longer under this load than the \
-floor's flush of the bare body (it once took longer still: a full `stat` of the WAL before each flush \
-made Linux give the next write a new mtime, so nearly every `fdatasync` also wrote the inode block; \
-now about a third do, against a fifth of the floor's, which is what a write per clock tick of the \
-WAL or the database file costs); the rest is spread over the client's round trips, which wait longer \
-while the two cores also carry delivery's relaying of the message before. Delivery's outcome writes \
-are not part of it: with none written at all, the figures did not change. With more sessions \
+costs every server a good part of the second core. Where portcullis' extra time per message goes \
+at one session, split by `bench/phases.sh` (medians, 100 KB, when this was written, on a 2-core \
+AMD EPYC host): from one flush to the next 1840 µs against the floor's 1150. The flush takes 421 µs \
+against 267: the WAL write it carries is about 1.7 times the bare body (the body's 25 overflow \
+pages, the pages of the row, its indexes and the freelist, and the outcome of the message before), \
+and more of these flushes also write the inode block, which a write in a new clock tick of the WAL \
+or the database file costs on a filesystem without a journal (a full `stat` of the WAL before each \
+flush once made nearly every flush do so). The store's transaction, between the body's last bytes \
+and the flush, takes 184 µs against 35. The rest, 1235 µs against 848, is the same round trips with \
+the client, which wait longer while the two cores also carry portcullis' relaying of the message \
+before, its outcome transaction and the hand-offs between its tasks (13 context switches per \
+message against the floor's 9). Two experiments bound what changing the storage would give: the \
+body written to a preallocated file of its own and flushed, and the row without it flushed later \
+(the most a spool file beside the queue could save) raised one session of 100 KB by about 8% \
+(1.91 against 1.77 times Postfix, three interleaved runs each); committing delivery's outcome on \
+its task instead of a blocking thread cut context switches to 10 per message but not the time per \
+message. With more sessions \
 portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
 file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
 and RSS counts shared pages once per process, so its peak RSS overstates what it holds (see the \
