@@ -3,7 +3,7 @@
 # one-session submission cell for one size (default 100 KB) under `perf record` of
 # syscall tracepoints, and prints for every process that flushed once per message
 # (portcullis and the floor; Postfix spreads its flushes over several cleanup
-# processes) the median and mean of
+# processes) the median and 90th percentile over the cell's messages of
 #   cycle  from one message's flush to the next one's (the rate's inverse),
 #   flush  the fdatasync itself,
 #   work   from the last bytes read before the flush to the flush (what the server
@@ -27,7 +27,10 @@ trap 'rm -rf "$data"; git checkout -q bench/submission-throughput.svg BENCHMARKS
     -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync \
     -e syscalls:sys_enter_fsync -e syscalls:sys_exit_fsync \
     -e syscalls:sys_exit_recvfrom -e syscalls:sys_exit_read \
-    -- "$bench" --bench 2>&1 | grep ' x  1:')
+    -- "$bench" --bench 2>&1 | grep ' x  1:' | tee "$data/cells")
+# The cell's messages: the bench also sends a few hundred more under strace, whose
+# flushes are left out by keeping the densest run of this many flushes.
+messages=$(grep -m1 portcullis "$data/cells" | sed -E 's/.*\(([0-9]+) sent.*/\1/')
 
 perf script -i "$data/perf.data" -F comm,pid,tid,time,event,trace 2>/dev/null | python3 -c '
 import collections, statistics, sys
@@ -44,10 +47,15 @@ for line in sys.stdin:
     ev = f[3].split(":")[1].replace("_fsync", "_fdatasync")  # Postfix fsyncs
     events[pid].append((float(f[2].rstrip(":")), tid, ev, f[4] if len(f) > 4 else ""))
 
+messages = int(sys.argv[1])
+
 def stat(v):
-    return "median %5.0f  mean %5.0f" % (statistics.median(v) * 1e6, statistics.mean(v) * 1e6)
+    v = sorted(v)
+    return "median %5.0f  p90 %5.0f" % (v[len(v) // 2] * 1e6, v[len(v) * 9 // 10] * 1e6)
 
 for pid, evs in events.items():
+    if names[pid] not in ("portcullis", "floor"):
+        continue
     fds = collections.Counter(e[3] for e in evs if e[2] == "sys_enter_fdatasync")
     if not fds or fds.most_common(1)[0][1] < 500:
         continue
@@ -63,10 +71,13 @@ for pid, evs in events.items():
             t0, _, read = open_flush
             starts.append(t0)
             flushes.append(t - t0)
-            if read is not None:
-                work.append(t0 - read)
+            work.append(t0 - read if read is not None else 0.0)
             open_flush = None
-    cycles = [b - a for a, b in zip(starts, starts[1:])]
-    print("%-16s %5d flushes  cycle %s  flush %s  work %s  (µs)" % (
-        names[pid], len(starts), stat(cycles), stat(flushes), stat(work)))
-'
+    if len(starts) < messages:
+        continue
+    first = min(range(len(starts) - messages + 1), key=lambda i: starts[i + messages - 1] - starts[i])
+    cell = range(first, first + messages)
+    cycles = [starts[i + 1] - starts[i] for i in cell if i + 1 < first + messages]
+    print("%-10s %5d messages  cycle %s  flush %s  work %s  (µs)" % (
+        names[pid], messages, stat(cycles), stat([flushes[i] for i in cell]), stat([work[i] for i in cell])))
+' "$messages"

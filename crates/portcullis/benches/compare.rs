@@ -1148,13 +1148,13 @@ flushes and relays too, shows what is left for a server's own work per message (
 100 KB its lead over Postfix is smallest, because relaying to `smtp-sink`, which reads line by line, \
 costs every server a good part of the second core. Where portcullis' extra time per message goes \
 at one session, split by `bench/phases.sh` (medians, 100 KB, when this was written, on a 2-core \
-AMD EPYC host): from one flush to the next 1840 µs against the floor's 1150. The flush takes 421 µs \
-against 267: the WAL write it carries is about 1.7 times the bare body (the body's 25 overflow \
+AMD EPYC host): from one flush to the next 1812 µs against the floor's 1009. The flush takes 430 µs \
+against 262: the WAL write it carries is about 1.7 times the bare body (the body's 25 overflow \
 pages, the pages of the row, its indexes and the freelist, and the outcome of the message before), \
 and more of these flushes also write the inode block, which a write in a new clock tick of the WAL \
 or the database file costs on a filesystem without a journal (a full `stat` of the WAL before each \
 flush once made nearly every flush do so). The store's transaction, between the body's last bytes \
-and the flush, takes 184 µs against 35. The rest, 1235 µs against 848, is the same round trips with \
+and the flush, takes 187 µs against 34. The rest, 1195 µs against 713, is the same round trips with \
 the client, which wait longer while the two cores also carry portcullis' relaying of the message \
 before, its outcome transaction and the hand-offs between its tasks (13 context switches per \
 message against the floor's 9). Two experiments bound what changing the storage would give: the \
