@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Where one session's time goes, message by message: runs the compare bench's
 # one-session submission cell for one size (default 100 KB) under `perf record` of
-# syscall tracepoints, and prints for every process that flushed once per message
-# (portcullis and the floor; Postfix spreads its flushes over several cleanup
-# processes) the median and 90th percentile over the cell's messages of
+# syscall tracepoints, and prints for portcullis and the floor (Postfix spreads its
+# work and flushes over processes) the median and 90th percentile over the cell's
+# messages of
 #   cycle  from one message's flush to the next one's (the rate's inverse),
 #   flush  the fdatasync itself,
 #   work   from the last bytes read before the flush to the flush (what the server
@@ -25,7 +25,6 @@ trap 'rm -rf "$data"; git checkout -q bench/submission-throughput.svg BENCHMARKS
 (cd crates/portcullis && COMPARE_BENCH_ONLY_SUBMISSION=1 COMPARE_BENCH_SIZES=$size COMPARE_BENCH_SESSIONS=1 \
     PORTCULLIS_BENCH_REPEATS=1 perf record -q -a -o "$data/perf.data" \
     -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync \
-    -e syscalls:sys_enter_fsync -e syscalls:sys_exit_fsync \
     -e syscalls:sys_exit_recvfrom -e syscalls:sys_exit_read \
     -- "$bench" --bench 2>&1 | grep ' x  1:' | tee "$data/cells")
 # The cell's messages: the bench also sends a few hundred more under strace, whose
@@ -33,7 +32,7 @@ trap 'rm -rf "$data"; git checkout -q bench/submission-throughput.svg BENCHMARKS
 messages=$(grep -m1 portcullis "$data/cells" | sed -E 's/.*\(([0-9]+) sent.*/\1/')
 
 perf script -i "$data/perf.data" -F comm,pid,tid,time,event,trace 2>/dev/null | python3 -c '
-import collections, statistics, sys
+import collections, sys
 
 events = collections.defaultdict(list)
 names = {}
@@ -44,8 +43,7 @@ for line in sys.stdin:
     pid, tid = f[1].split("/")
     # The floor runs as the bench binary started again.
     names.setdefault(pid, "floor" if f[0].startswith("compare-") else f[0])
-    ev = f[3].split(":")[1].replace("_fsync", "_fdatasync")  # Postfix fsyncs
-    events[pid].append((float(f[2].rstrip(":")), tid, ev, f[4] if len(f) > 4 else ""))
+    events[pid].append((float(f[2].rstrip(":")), tid, f[3].split(":")[1], f[4] if len(f) > 4 else ""))
 
 messages = int(sys.argv[1])
 
@@ -57,7 +55,7 @@ for pid, evs in events.items():
     if names[pid] not in ("portcullis", "floor"):
         continue
     fds = collections.Counter(e[3] for e in evs if e[2] == "sys_enter_fdatasync")
-    if not fds or fds.most_common(1)[0][1] < 500:
+    if not fds:
         continue
     fd = fds.most_common(1)[0][0]  # the file flushed once per message
     starts, flushes, work = [], [], []
