@@ -20,7 +20,7 @@ command -v perf >/dev/null || { echo "phases.sh needs perf (apt-get install linu
 target=${CARGO_TARGET_DIR:-/var/tmp/portcullis-release}
 bench=$(ls -t "$target"/release/deps/compare-* | grep -v '\.d$' | head -1)
 data=$(mktemp -d /var/tmp/portcullis-phases.XXXXXX)
-trap 'rm -rf "$data"; git checkout -q bench/submission-throughput.svg BENCHMARKS.md 2>/dev/null || true' EXIT
+trap 'rm -rf "$data"' EXIT
 
 (cd crates/portcullis && COMPARE_BENCH_ONLY_SUBMISSION=1 COMPARE_BENCH_SIZES=$size COMPARE_BENCH_SESSIONS=1 \
     PORTCULLIS_BENCH_REPEATS=1 perf record -q -a -o "$data/perf.data" \

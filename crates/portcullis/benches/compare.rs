@@ -29,8 +29,8 @@
 //! `COMPARE_BENCH_ONLY_SUBMISSION=1` stops after the submission section.
 //!
 //! With `PORTCULLIS_BENCH_REPORT_DIR` set, each section is written there as markdown;
-//! otherwise printed. The plot of throughput against concurrency always goes to
-//! `bench/submission-throughput.svg`.
+//! otherwise printed. The plot of throughput against concurrency goes to
+//! `bench/submission-throughput.svg`, unless a profiling filter narrowed the grid.
 //!
 //! Needs root (Postfix and smtp-sink drop privileges), Debian's postfix, sasl2-bin and
 //! strace; `bench/run.sh` installs them.
@@ -184,7 +184,14 @@ fn main() {
         &settings,
         &mut accepted,
     );
-    std::fs::write(root.join("bench/submission-throughput.svg"), plot(&cells)).expect("write plot");
+    // A narrowed grid (profiling) would replace the full plot with a part of it.
+    let narrowed = ["COMPARE_BENCH_SIZES", "COMPARE_BENCH_SESSIONS"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !narrowed {
+        std::fs::write(root.join("bench/submission-throughput.svg"), plot(&cells))
+            .expect("write plot");
+    }
     report::write_section(
         "01-submission.md",
         &submission_report(&cells, &fsyncs, &settings),
