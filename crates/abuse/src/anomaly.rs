@@ -194,13 +194,8 @@ impl SubmissionWatch {
         login: &str,
         recipients: &[&str],
     ) -> Result<Option<(Anomaly, Vec<ActionTaken>)>, AbuseError> {
-        let now = self.engine.now();
-        let anomaly = match self.monitor.lock() {
-            Ok(mut m) => m.observe(login, recipients, now),
-            Err(_) => return Ok(None),
-        };
-        match anomaly {
-            Some(a) => self.record(login, a).await.map(Some),
+        match self.observe_accepted(login, recipients) {
+            Some(a) => self.act_on(login, a).await.map(Some),
             None => Ok(None),
         }
     }
@@ -211,18 +206,28 @@ impl SubmissionWatch {
         &self,
         login: &str,
     ) -> Result<Option<(Anomaly, Vec<ActionTaken>)>, AbuseError> {
-        let now = self.engine.now();
-        let anomaly = match self.monitor.lock() {
-            Ok(mut m) => m.observe_bounce(login, now),
-            Err(_) => return Ok(None),
-        };
-        match anomaly {
-            Some(a) => self.record(login, a).await.map(Some),
+        match self.observe_bounced(login) {
+            Some(a) => self.act_on(login, a).await.map(Some),
             None => Ok(None),
         }
     }
 
-    async fn record(
+    /// [`Self::accepted`]'s counting alone, in memory and without waiting: the
+    /// submission server calls it per message, before the `250`, and hands only an
+    /// anomaly (rare) to [`Self::act_on`] on a task of its own.
+    pub fn observe_accepted(&self, login: &str, recipients: &[&str]) -> Option<Anomaly> {
+        let now = self.engine.now();
+        self.monitor.lock().ok()?.observe(login, recipients, now)
+    }
+
+    /// [`Self::bounced`]'s counting alone, as [`Self::observe_accepted`].
+    pub fn observe_bounced(&self, login: &str) -> Option<Anomaly> {
+        let now = self.engine.now();
+        self.monitor.lock().ok()?.observe_bounce(login, now)
+    }
+
+    /// Records an anomaly's evidence and suspends the login.
+    pub async fn act_on(
         &self,
         login: &str,
         a: Anomaly,

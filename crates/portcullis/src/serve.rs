@@ -40,26 +40,30 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
             .await
             .map_err(|e| fail("coa", e))?,
     );
-    // Every accepted message feeds the sending-anomaly watch (stolen credentials).
+    // Every accepted message feeds the sending-anomaly watch (stolen credentials),
+    // and so does every recipient that bounces (harvested address lists). Counting is
+    // in memory, on the caller's thread: only an anomaly (rare) gets a task, to record
+    // its evidence and suspend the login, so no message pays for a task's wake-up.
     let watch = Arc::new(abuse::SubmissionWatch::new(&config, store.clone()));
-    // ...and so does every recipient that bounces (harvested address lists).
-    let bounce_watch = watch.clone();
-    let on_bounce = delivery::BounceHook(Arc::new(move |login: &str, _rcpt: &str| {
-        let (watch, login) = (bounce_watch.clone(), login.to_string());
+    let act_on = |watch: &Arc<abuse::SubmissionWatch>, login: &str, anomaly: abuse::Anomaly| {
+        let (watch, login) = (watch.clone(), login.to_string());
         tokio::spawn(async move {
-            if let Err(e) = watch.bounced(&login).await {
-                error!(login = %login, "sending-anomaly watch (bounce): {e}");
-            }
-        });
-    }));
-    let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
-        let (watch, login, to) = (watch.clone(), login.to_string(), to.to_vec());
-        tokio::spawn(async move {
-            let refs: Vec<&str> = to.iter().map(String::as_str).collect();
-            if let Err(e) = watch.accepted(&login, &refs).await {
+            if let Err(e) = watch.act_on(&login, anomaly).await {
                 error!(login = %login, "sending-anomaly watch: {e}");
             }
         });
+    };
+    let bounce_watch = watch.clone();
+    let on_bounce = delivery::BounceHook(Arc::new(move |login: &str, _rcpt: &str| {
+        if let Some(anomaly) = bounce_watch.observe_bounced(login) {
+            act_on(&bounce_watch, login, anomaly);
+        }
+    }));
+    let on_accept = submission::AcceptHook(Arc::new(move |login: &str, to: &[String]| {
+        let refs: Vec<&str> = to.iter().map(String::as_str).collect();
+        if let Some(anomaly) = watch.observe_accepted(login, &refs) {
+            act_on(&watch, login, anomaly);
+        }
     }));
     let delivery = delivery::start_with(
         config.clone(),
