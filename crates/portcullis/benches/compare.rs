@@ -1182,7 +1182,13 @@ body written to a preallocated file of its own and flushed, and the row without 
 (the most a spool file beside the queue could save) raised one session of 100 KB by about 8% \
 (1.91 against 1.77 times Postfix, three interleaved runs each); committing delivery's outcome on \
 its task instead of a blocking thread cut context switches to 10 per message but not the time per \
-message. With more sessions \
+message. On a 2-core Intel Xeon host, a Firecracker VM whose idle cores halt without polling (so \
+waking one is slow), the scheduler's wake-ups (`perf record -e sched:sched_wakeup`) count per message \
+2.3 wake-ups among portcullis' own threads, one of them across cores, against the floor's 0.6 and \
+0.1; there the same build ran in two modes, about 0.66 ms of CPU per message at 800 msg/s and 0.8 ms \
+at 650, which is most of portcullis' own run-to-run spread. Neither delivery on a runtime of its own \
+(three interleaved rounds) nor delivery's outcome committed on its own task when the writer is free \
+(ten rounds; CPU 0.78 against 0.84 ms per message) moved the median. With more sessions \
 portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
 file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
 and RSS counts shared pages once per process, so its peak RSS overstates what it holds (see the \
