@@ -1187,7 +1187,7 @@ waking one is slow), the scheduler's wake-ups (`perf record -e sched:sched_wakeu
 2.3 wake-ups among portcullis' own threads, one of them across cores, against the floor's 0.6 and \
 0.1; there the same build ran in two modes, about 0.66 ms of CPU per message at 800 msg/s and 0.8 ms \
 at 650, which is most of portcullis' own run-to-run spread. Neither delivery on a runtime of its own \
-(three interleaved rounds) nor delivery's outcome committed on its own task when the writer is free \
+(twenty interleaved rounds) nor delivery's outcome committed on its own task when the writer is free \
 (ten rounds; CPU 0.78 against 0.84 ms per message) moved the median. With more sessions \
 portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
 file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
