@@ -95,6 +95,27 @@ struct Settings {
     quick: bool,
     repeats: usize,
     command: String,
+    /// The submission grid: message sizes and concurrencies.
+    sizes: Vec<usize>,
+    concurrency: Vec<usize>,
+    /// A profiling filter left out part of the grid.
+    narrowed: bool,
+}
+
+/// `all`, or those of it the comma-separated list in `var` names (for profiling), and
+/// whether the list left any out.
+fn keep(all: &[usize], var: &str) -> (Vec<usize>, bool) {
+    let only = std::env::var(var).ok();
+    let kept: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|v| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|k| k == v.to_string()))
+        })
+        .collect();
+    let narrowed = kept.len() < all.len();
+    (kept, narrowed)
 }
 
 fn main() {
@@ -110,7 +131,23 @@ fn main() {
         );
     }
     let (quick, repeats) = (report::quick(), report::repeats());
+    // COMPARE_BENCH_SIZES=102400 and COMPARE_BENCH_SESSIONS=1,10 keep part of the grid.
+    let (sizes, fewer_sizes) = keep(
+        if quick {
+            &[1024, 100 * 1024]
+        } else {
+            &[1024, 10 * 1024, 100 * 1024]
+        },
+        "COMPARE_BENCH_SIZES",
+    );
+    let (concurrency, fewer_sessions) = keep(
+        if quick { &[1, 10] } else { &[1, 10, 100] },
+        "COMPARE_BENCH_SESSIONS",
+    );
     let settings = Settings {
+        sizes,
+        concurrency,
+        narrowed: fewer_sizes || fewer_sessions,
         quick,
         repeats,
         command: format!(
@@ -185,10 +222,7 @@ fn main() {
         &mut accepted,
     );
     // A narrowed grid (profiling) would replace the full plot with a part of it.
-    let narrowed = ["COMPARE_BENCH_SIZES", "COMPARE_BENCH_SESSIONS"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-    if !narrowed {
+    if !settings.narrowed {
         std::fs::write(root.join("bench/submission-throughput.svg"), plot(&cells))
             .expect("write plot");
     }
@@ -237,39 +271,13 @@ fn submission(
     s: &Settings,
     accepted: &mut u64,
 ) -> (Vec<Cell>, Vec<(&'static str, f64)>) {
-    let sizes: &[usize] = if s.quick {
-        &[1024, 100 * 1024]
-    } else {
-        &[1024, 10 * 1024, 100 * 1024]
-    };
-    // COMPARE_BENCH_SIZES=102400 keeps some message sizes (for profiling).
-    let only_sizes = std::env::var("COMPARE_BENCH_SIZES").ok();
-    let sizes: Vec<usize> = sizes
-        .iter()
-        .copied()
-        .filter(|z| {
-            only_sizes
-                .as_deref()
-                .is_none_or(|o| o.split(',').any(|k| k == z.to_string()))
-        })
-        .collect();
-    let concurrency: &[usize] = if s.quick { &[1, 10] } else { &[1, 10, 100] };
-    // COMPARE_BENCH_SESSIONS=1,10 keeps some concurrencies (for profiling).
-    let only = std::env::var("COMPARE_BENCH_SESSIONS").ok();
-    let concurrency: Vec<usize> = concurrency
-        .iter()
-        .copied()
-        .filter(|c| {
-            only.as_deref()
-                .is_none_or(|o| o.split(',').any(|k| k == c.to_string()))
-        })
-        .collect();
+    let (sizes, concurrency) = (&s.sizes, &s.concurrency);
     let floor = concurrency
         .contains(&1)
         .then(|| start_floor(dir, sink.port));
     let mut cells = Vec::new();
-    for &size in &sizes {
-        for &sessions in &concurrency {
+    for &size in sizes {
+        for &sessions in concurrency {
             let messages = (if s.quick { 200 } else { 2000 }).max(sessions * 10)
                 / if size > 50_000 { 2 } else { 1 };
             // The floor bounds one session only: it flushes each message on its own.
