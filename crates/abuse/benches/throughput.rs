@@ -15,7 +15,7 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
-#[path = "../../../bench/allocator.rs"]
+#[path = "../../portcullis/src/allocator.rs"]
 mod allocator;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -418,6 +418,7 @@ fn report_markdown(figures: &[Figure], settings: &Settings) -> String {
 }
 
 fn main() {
+    allocator::set_up();
     let settings = Settings::from_env();
     let mut figures = Vec::new();
     bench_flows(&mut figures, &settings);

@@ -15,7 +15,7 @@ mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-#[path = "../../../bench/allocator.rs"]
+#[path = "../../portcullis/src/allocator.rs"]
 mod allocator;
 
 use std::net::Ipv4Addr;
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn main() {
+    allocator::set_up();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -21,7 +21,7 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
-#[path = "../../../bench/allocator.rs"]
+#[path = "../../portcullis/src/allocator.rs"]
 mod allocator;
 
 use std::process::Command;
@@ -534,6 +534,7 @@ fn markdown(
 }
 
 fn main() {
+    allocator::set_up();
     let s = settings();
     if std::env::var_os("NFT_BENCH_LOG").is_some() {
         tracing_subscriber::fmt()

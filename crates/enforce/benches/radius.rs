@@ -29,7 +29,7 @@
 #[path = "../../../bench/report.rs"]
 mod report;
 
-#[path = "../../../bench/allocator.rs"]
+#[path = "../../portcullis/src/allocator.rs"]
 mod allocator;
 
 use std::net::SocketAddr;
@@ -368,6 +368,7 @@ async fn portcullis(logins: u64) -> (tempfile::TempDir, Target, Vec<tokio::task:
 }
 
 fn main() {
+    allocator::set_up();
     let quick = report::quick();
     let repeats = report::repeats() as u64;
     let secs = env("RADIUS_BENCH_SECS", if quick { 2 } else { 5 });

@@ -16,7 +16,7 @@
 //!
 //! Needs `ulimit -n` above K + a few hundred in both processes.
 
-#[path = "../../../bench/allocator.rs"]
+#[path = "../../portcullis/src/allocator.rs"]
 mod allocator;
 
 use std::io::{BufRead, BufReader};
@@ -359,6 +359,7 @@ impl Drop for ServerChild {
 }
 
 fn main() {
+    allocator::set_up();
     if let Ok(dir) = std::env::var(SERVE_ENV) {
         serve(&dir);
         return;
