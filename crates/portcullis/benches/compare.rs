@@ -1196,13 +1196,13 @@ waking one is slow), the scheduler's wake-ups (`perf record -e sched:sched_wakeu
 0.1; there the same build ran in two modes, about 0.66 ms of CPU per message at 800 msg/s and 0.8 ms \
 at 650, which is most of portcullis' own run-to-run spread. Neither delivery on a runtime of its own \
 (twenty interleaved rounds) nor delivery's outcome committed on its own task when the writer is free \
-(ten rounds; CPU 0.78 against 0.84 ms per message) moved the median. On the AMD EPYC host again, `perf record -g` of that cell found a seventh of \
-portcullis' CPU zeroing 2 MB pages: mimalloc marks its arenas for transparent huge pages and hands \
-idle memory back to the kernel, so the next touch faulted in and cleared a whole huge page. The server \
-now turns transparent huge pages off for its process (`PR_SET_THP_DISABLE`, what \
-`MIMALLOC_ALLOW_THP=0` does): over ten interleaved rounds CPU per message fell from 0.76 to 0.67 ms, \
-the median rate rose from 750 to 810 msg/s (ratio 1.88 to 2.08) and peak RSS from 80 to 48 MB. \
-With more sessions \
+(ten rounds; CPU 0.78 against 0.84 ms per message) moved the median. On the AMD EPYC host again, \
+`perf record -g` of that cell found a seventh of portcullis' CPU zeroing 2 MB pages: mimalloc marks \
+its arenas for transparent huge pages and hands idle memory back to the kernel, so the next touch \
+faulted in and cleared a whole huge page. The server now turns transparent huge pages off for its \
+process (`PR_SET_THP_DISABLE`, what `MIMALLOC_ALLOW_THP=0` does): over ten interleaved rounds CPU \
+per message fell from 0.76 to 0.67 ms, the median rate rose from 750 to 810 msg/s (ratio 1.88 to \
+2.08) and peak RSS from 80 to 48 MB. With more sessions \
 portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
 file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
 and RSS counts shared pages once per process, so its peak RSS overstates what it holds (see the \
