@@ -200,18 +200,6 @@ impl SubmissionWatch {
         }
     }
 
-    /// Counts one bounced recipient of `login`'s mail (delivery calls this per DSN
-    /// recipient); many in an hour is an anomaly, handled as in [`Self::accepted`].
-    pub async fn bounced(
-        &self,
-        login: &str,
-    ) -> Result<Option<(Anomaly, Vec<ActionTaken>)>, AbuseError> {
-        match self.observe_bounced(login) {
-            Some(a) => self.act_on(login, a).await.map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// [`Self::accepted`]'s counting alone, in memory and without waiting: the
     /// submission server calls it per message, before the `250`, and hands only an
     /// anomaly (rare) to [`Self::act_on`] on a task of its own.
@@ -220,7 +208,8 @@ impl SubmissionWatch {
         self.monitor.lock().ok()?.observe(login, recipients, now)
     }
 
-    /// [`Self::bounced`]'s counting alone, as [`Self::observe_accepted`].
+    /// Counts one bounced recipient of `login`'s mail (delivery calls this per DSN
+    /// recipient), as [`Self::observe_accepted`]: many in an hour is an anomaly.
     pub fn observe_bounced(&self, login: &str) -> Option<Anomaly> {
         let now = self.engine.now();
         self.monitor.lock().ok()?.observe_bounce(login, now)
