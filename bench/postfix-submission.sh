@@ -22,13 +22,22 @@ if [[ $cmd == reload ]]; then
 fi
 
 if [[ $cmd == stop ]]; then
-    pid=$(cat "$dir/queue/pid/master.pid" 2>/dev/null || true)
+    pid=$(cat "$dir/queue/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
+    # Its children too: after the sessions benchmark thousands of smtpd processes
+    # outlive the master for seconds, and the next benchmark would share the cores
+    # with their exits.
+    children=$([[ -n $pid ]] && pgrep -P "$pid" | tr '\n' ' ' || true)
     [[ -f $dir/etc/main.cf ]] && postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
-    # `postfix stop` returns before the master is gone; wait for it.
-    for _ in $(seq 50); do
-        [[ -n ${pid// /} ]] && kill -0 ${pid// /} 2>/dev/null || exit 0
+    # `postfix stop` returns before they are gone; wait for them (at most a minute).
+    for _ in $(seq 600); do
+        alive=0
+        for p in $pid $children; do
+            [[ -d /proc/$p ]] && { alive=1; break; }
+        done
+        ((alive)) || exit 0
         sleep 0.1
     done
+    echo "postfix-submission.sh: processes of $dir still running a minute after stop" >&2
     exit 0
 fi
 
