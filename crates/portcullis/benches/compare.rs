@@ -1204,7 +1204,7 @@ took 34 µs there (two threads pinned to the two cores answering each other over
 round trip, 2 µs on one core). Turning guest halt polling on, as a diagnostic only \
 (`/sys/module/haltpoll/parameters/guest_halt_poll_ns` at 200 µs; 7 µs a round trip), raised over \
 four interleaved rounds the floor by 17%, portcullis by 11% and Postfix by 6%: the ratio went from \
-1.62 to 1.68, so on that host what keeps portcullis under twice Postfix is its own work per message \
+1.62 to 1.67 (medians), so on that host what keeps portcullis under twice Postfix is its own work per message \
 (0.8 ms of CPU against the floor's 0.4), not its wake-ups. On the AMD EPYC host again, \
 `perf record -g` of that cell found a seventh of portcullis' CPU zeroing 2 MB pages: mimalloc marks \
 its arenas for transparent huge pages and hands idle memory back to the kernel, so the next touch \
