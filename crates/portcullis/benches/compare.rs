@@ -1197,15 +1197,16 @@ waking one is slow), the scheduler's wake-ups (`perf record -e sched:sched_wakeu
 at 650, which is most of portcullis' own run-to-run spread. Neither delivery on a runtime of its own \
 (twenty interleaved rounds) nor delivery's outcome committed on its own task when the writer is free \
 (ten rounds; CPU 0.78 against 0.84 ms per message) moved the median. On that host again (kernel \
-6.18, guest halt polling off), one session of 100 KB reached 1.6 times Postfix; `bench/phases.sh` \
-split a message into 1324 µs from flush to flush against the floor's 947 (the flush 272 against 200, \
-the store's transaction 168 against 32, the rest 884 against 715). Waking a thread on the other core \
-took 34 µs there (two threads pinned to the two cores answering each other over pipes: 69 µs a \
-round trip, 2 µs on one core). Turning guest halt polling on, as a diagnostic only \
-(`/sys/module/haltpoll/parameters/guest_halt_poll_ns` at 200 µs; 7 µs a round trip), raised over \
-four interleaved rounds the floor by 17%, portcullis by 11% and Postfix by 6%: the ratio went from \
-1.62 to 1.67 (medians), so on that host what keeps portcullis under twice Postfix is its own work per message \
-(0.8 ms of CPU against the floor's 0.4), not its wake-ups. On the AMD EPYC host again, \
+6.18, guest halt polling off), one session of 100 KB alone reached about 1.6 times Postfix (1.74 in \
+a full run); `bench/phases.sh` split a message into 1324 µs from flush to flush against the floor's \
+947 (the flush 272 against 200, the store's transaction 168 against 32, the rest 884 against 715). \
+Waking a thread on the other core took 34 µs there (two threads pinned to the two cores answering \
+each other over pipes: 69 µs a round trip, 2 µs on one core). Turning guest halt polling on, as a \
+diagnostic only (`/sys/module/haltpoll/parameters/guest_halt_poll_ns` at 200 µs; 7 µs a round \
+trip), raised over four interleaved rounds the floor by 17%, portcullis by 11% and Postfix by 6%: \
+the ratio went from 1.62 to 1.67 (medians), so on that host what keeps portcullis under twice \
+Postfix is its own work per message (0.8 ms of CPU against the floor's 0.4), not its wake-ups. On \
+the AMD EPYC host again, \
 `perf record -g` of that cell found a seventh of portcullis' CPU zeroing 2 MB pages: mimalloc marks \
 its arenas for transparent huge pages and hands idle memory back to the kernel, so the next touch \
 faulted in and cleared a whole huge page. The server now turns transparent huge pages off for its \
