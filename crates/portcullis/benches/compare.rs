@@ -1172,11 +1172,11 @@ const SUBMISSION_NOTES: &str = "What limits the figures: both servers make a mes
 (Postfix: `cleanup` writes and fsyncs a queue file; portcullis: one store commit, the body in the \
 row, a group of concurrent messages sharing one commit and its WAL fsync). With one session each \
 message waits for its own flush, and for everything else the server does in turn. The floor, which \
-flushes and relays too, shows what is left for a server's own work per message (table above): at \
-100 KB its lead over Postfix is smallest, because relaying to `smtp-sink`, which reads line by line, \
-costs every server a good part of the second core. Where portcullis' extra time per message goes \
-at one session, split by `bench/phases.sh` (medians, 100 KB, when this was written, on a 2-core \
-AMD EPYC host): from one flush to the next 1812 µs against the floor's 1009. The flush takes 430 µs \
+flushes and relays too, shows what is left for a server's own work per message (table above): at 100 \
+KB its lead over Postfix is smallest, because relaying to `smtp-sink`, which reads line by line, \
+costs every server a good part of the second core. Where portcullis' extra time per message goes at \
+one session, split by `bench/phases.sh` (medians, 100 KB, when this was written, on a 2-core AMD \
+EPYC host): from one flush to the next 1812 µs against the floor's 1009. The flush takes 430 µs \
 against 262: the WAL write it carries is about 1.7 times the bare body (the body's 25 overflow \
 pages, the pages of the row, its indexes and the freelist, and the outcome of the message before), \
 and more of these flushes also write the inode block, which a write in a new clock tick of the WAL \
@@ -1184,39 +1184,37 @@ or the database file costs on a filesystem without a journal (a full `stat` of t
 flush once made nearly every flush do so). The store's transaction, between the body's last bytes \
 and the flush, takes 187 µs against 34. The rest, 1195 µs against 713, is the same round trips with \
 the client, which wait longer while the two cores also carry portcullis' relaying of the message \
-before, its outcome transaction and the hand-offs between its tasks (13 context switches per \
-message against the floor's 9). Two experiments bound what changing the storage would give: the \
-body written to a preallocated file of its own and flushed, and the row without it flushed later \
-(the most a spool file beside the queue could save) raised one session of 100 KB by about 8% \
-(1.91 against 1.77 times Postfix, three interleaved runs each); committing delivery's outcome on \
-its task instead of a blocking thread cut context switches to 10 per message but not the time per \
-message. On a 2-core Intel Xeon host, a Firecracker VM whose idle cores halt without polling (so \
-waking one is slow), the scheduler's wake-ups (`perf record -e sched:sched_wakeup`) count per message \
-2.3 wake-ups among portcullis' own threads, one of them across cores, against the floor's 0.6 and \
-0.1; there the same build ran in two modes, about 0.66 ms of CPU per message at 800 msg/s and 0.8 ms \
-at 650, which is most of portcullis' own run-to-run spread. Neither delivery on a runtime of its own \
-(twenty interleaved rounds) nor delivery's outcome committed on its own task when the writer is free \
-(ten rounds; CPU 0.78 against 0.84 ms per message) moved the median. On that host again (kernel \
-6.18, guest halt polling off), one session of 100 KB alone reached about 1.6 times Postfix (1.74 in \
-a full run); `bench/phases.sh` split a message into 1324 µs from flush to flush against the floor's \
-947 (the flush 272 against 200, the store's transaction 168 against 32, the rest 884 against 715). \
+before, its outcome transaction and the hand-offs between its tasks (13 context switches per message \
+against the floor's 9). Two experiments bound what changing the storage would give: the body written \
+to a preallocated file of its own and flushed, and the row without it flushed later (the most a \
+spool file beside the queue could save) raised one session of 100 KB by about 8% (1.91 against 1.77 \
+times Postfix, three interleaved runs each); committing delivery's outcome on its task instead of a \
+blocking thread cut context switches to 10 per message but not the time per message. On a 2-core \
+Intel Xeon host, a Firecracker VM whose idle cores halt without polling (so waking one is slow), the \
+scheduler's wake-ups (`perf record -e sched:sched_wakeup`) count per message 2.3 wake-ups among \
+portcullis' own threads, one of them across cores, against the floor's 0.6 and 0.1; there the same \
+build ran in two modes, about 0.66 ms of CPU per message at 800 msg/s and 0.8 ms at 650, which is \
+most of portcullis' own run-to-run spread. Neither delivery on a runtime of its own (twenty \
+interleaved rounds) nor delivery's outcome committed on its own task when the writer is free (ten \
+rounds; CPU 0.78 against 0.84 ms per message) moved the median. On that host again (kernel 6.18, \
+guest halt polling off), one session of 100 KB alone reached about 1.6 times Postfix (1.74 in a full \
+run); `bench/phases.sh` split a message into 1324 µs from flush to flush against the floor's 947 \
+(the flush 272 against 200, the store's transaction 168 against 32, the rest 884 against 715). \
 Waking a thread on the other core took 34 µs there (two threads pinned to the two cores answering \
 each other over pipes: 69 µs a round trip, 2 µs on one core). Turning guest halt polling on, as a \
-diagnostic only (`/sys/module/haltpoll/parameters/guest_halt_poll_ns` at 200 µs; 7 µs a round \
-trip), raised over four interleaved rounds the floor by 17%, portcullis by 11% and Postfix by 6%: \
-the ratio went from 1.62 to 1.67 (medians), so on that host what keeps portcullis under twice \
-Postfix is its own work per message (0.8 ms of CPU against the floor's 0.4), not its wake-ups. On \
-the AMD EPYC host again, \
-`perf record -g` of that cell found a seventh of portcullis' CPU zeroing 2 MB pages: mimalloc marks \
-its arenas for transparent huge pages and hands idle memory back to the kernel, so the next touch \
-faulted in and cleared a whole huge page. The server now turns transparent huge pages off for its \
-process (`PR_SET_THP_DISABLE`, what `MIMALLOC_ALLOW_THP=0` does): over ten interleaved rounds CPU \
-per message fell from 0.76 to 0.67 ms, the median rate rose from 750 to 810 msg/s (ratio 1.88 to \
-2.08) and peak RSS from 80 to 48 MB. With more sessions \
-portcullis shares each flush among the messages that arrived meanwhile, while Postfix pays a queue \
-file and process hand-offs (smtpd → cleanup → qmgr) per message. Postfix runs a process per session, \
-and RSS counts shared pages once per process, so its peak RSS overstates what it holds (see the \
-sessions section for PSS).\n";
+diagnostic only (`/sys/module/haltpoll/parameters/guest_halt_poll_ns` at 200 µs; 7 µs a round trip), \
+raised over four interleaved rounds the floor by 17%, portcullis by 11% and Postfix by 6%: the ratio \
+went from 1.62 to 1.67 (medians), so on that host what keeps portcullis under twice Postfix is its \
+own work per message (0.8 ms of CPU against the floor's 0.4), not its wake-ups. On the AMD EPYC host \
+again, `perf record -g` of that cell found a seventh of portcullis' CPU zeroing 2 MB pages: mimalloc \
+marks its arenas for transparent huge pages and hands idle memory back to the kernel, so the next \
+touch faulted in and cleared a whole huge page. The server now turns transparent huge pages off for \
+its process (`PR_SET_THP_DISABLE`, what `MIMALLOC_ALLOW_THP=0` does): over ten interleaved rounds \
+CPU per message fell from 0.76 to 0.67 ms, the median rate rose from 750 to 810 msg/s (ratio 1.88 to \
+2.08) and peak RSS from 80 to 48 MB. With more sessions portcullis shares each flush among the \
+messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
+cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \
+per process, so its peak RSS overstates what it holds (see the sessions section for PSS).\n";
 
 fn relay_report(relay: &[Relay], s: &Settings) -> String {
     let mut md = String::from("## End-to-end relay: submission → delivery → smtp-sink\n\n");
