@@ -393,6 +393,13 @@ pub fn judge_envelope(replies: &[Reply], rcpt_count: usize) -> EnvelopeVerdict {
 /// Line endings normalised to CRLF, leading dots doubled (RFC 5321 4.5.2), and the
 /// terminating `.` line appended.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    if is_plain(body) {
+        // What submission accepted: it unstuffed and refused bare CRs and LFs.
+        let mut out = Vec::with_capacity(body.len() + 3);
+        out.extend_from_slice(body);
+        out.extend_from_slice(b".\r\n");
+        return out;
+    }
     let mut out = Vec::with_capacity(body.len() + body.len() / 40 + 5);
     let mut rest = body;
     // At the start of each pass, `rest` starts a line.
@@ -413,6 +420,27 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b".\r\n");
     out
+}
+
+/// Whether `body` goes on the wire as it is: empty, or CRLF lines (every CR followed
+/// by a LF, every LF preceded by a CR, the last line ended) none of which starts with
+/// a dot. Checked in passes that vectorize, where copying line by line costs a
+/// `memchr` per line.
+fn is_plain(body: &[u8]) -> bool {
+    let Some(&first) = body.first() else {
+        return true;
+    };
+    let unpaired = body[1..]
+        .iter()
+        .zip(body)
+        .fold(false, |bad, (&b, &before)| {
+            bad | ((b == b'\n') != (before == b'\r'))
+        });
+    !unpaired
+        && first != b'.'
+        && first != b'\n'
+        && body.ends_with(b"\n")
+        && memchr::memmem::find(body, b"\n.").is_none()
 }
 
 /// The RFC 5321 section 4.5.3.2 client timeouts.
@@ -663,6 +691,13 @@ mod tests {
                 })
                 .collect();
             assert_eq!(dot_stuff(&body), reference(&body), "{body:?}");
+            // Mostly plain lines, as submission hands them over, with one flaw at most.
+            let mut plain = b"a\r\nbc\r\n".repeat(len % 5 + 1);
+            if len % 3 > 0 {
+                let at = seed as usize % plain.len();
+                plain.insert(at, b".\r\n"[seed as usize % 3]);
+            }
+            assert_eq!(dot_stuff(&plain), reference(&plain), "{plain:?}");
         }
     }
 }
