@@ -322,6 +322,23 @@ impl WalSync {
         }
     }
 
+    /// Starts writing the WAL's dirty pages to disk without waiting for them
+    /// (`sync_file_range`), so they are on their way while the committer does what
+    /// it does before it waits for the flush. A no-op while a flush runs (that one
+    /// writes them) or before the first.
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self) {
+        use std::os::fd::AsRawFd;
+        let Ok(st) = self.state.lock() else { return };
+        if let Some((file, _)) = &st.file {
+            // SAFETY: a file descriptor this struct owns; the call only reads it.
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start_writeback(&self) {}
+
     fn flush(&self, file: Option<(std::fs::File, u64)>) -> std::io::Result<(std::fs::File, u64)> {
         use std::os::unix::fs::MetadataExt;
         let current = inode(&self.path)?;
@@ -877,13 +894,22 @@ impl Db {
         }
     }
 
-    /// [`Db::tx`], for SQLite on the calling thread, which it blocks for the commit
-    /// and its flush (a runtime worker: the caller makes sure that is rare, see
-    /// `submission::committer`). Saves the hand-off to a blocking thread and back.
-    pub(crate) async fn tx_on_caller(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, StoreError> {
+    /// [`Db::tx`], for SQLite committed on the calling thread, which it blocks (a
+    /// runtime worker: the caller makes sure that is rare, see
+    /// `submission::committer`), and returned before its flush, which the caller waits
+    /// for with [`Unflushed::flushed_here`]. Saves the hand-off to a blocking thread
+    /// and back.
+    pub(crate) async fn tx_on_caller(
+        &self,
+        stmts: Vec<Stmt>,
+    ) -> Result<(Vec<u64>, Unflushed), StoreError> {
         match self {
-            Db::Sqlite(db) => db.write(Flush::Wait, |c| sqlite_tx(c, &stmts)),
-            Db::Postgres(_) => self.tx(stmts, false).await,
+            Db::Sqlite(db) => {
+                let (out, seq) = db.write_unflushed(|c| sqlite_tx(c, &stmts))?;
+                db.wal.start_writeback();
+                Ok((out, Unflushed(Some((db.clone(), seq)))))
+            }
+            Db::Postgres(_) => Ok((self.tx(stmts, false).await?, Unflushed::done())),
         }
     }
 
@@ -998,6 +1024,28 @@ impl Unflushed {
         }
     }
 
+    /// Whether a flush is still to come.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// [`Unflushed::flushed`], waited for on the calling thread. On a runtime worker
+    /// the worker's queued tasks move to another thread meanwhile
+    /// ([`tokio::task::block_in_place`]): whatever the caller woke before waiting
+    /// (delivery of the message just committed) runs while the disk flushes.
+    pub fn flushed_here(self) -> Result<(), StoreError> {
+        let Some((db, seq)) = self.0 else {
+            return Ok(());
+        };
+        let wait = || db.wal.wait(seq, &db.commits);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+
     /// `results` of the transaction once it is on disk; each an error if the flush failed.
     pub async fn settle<T>(
         self,
@@ -1013,7 +1061,7 @@ impl Unflushed {
     }
 
     /// A transaction that was on disk when it returned.
-    pub(crate) fn done() -> Unflushed {
+    pub fn done() -> Unflushed {
         Unflushed(None)
     }
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::db::{bulk_insert, Row, Stmt};
+use crate::db::{bulk_insert, Row, Stmt, Unflushed};
 use crate::delivery::{Claim, ClaimedMessage, ClaimedRecipient};
 use crate::error::StoreError;
 use crate::{params, Store};
@@ -235,14 +235,16 @@ impl Store {
     }
 
     /// [`Store::enqueue`], committed on the calling thread for SQLite: it blocks that
-    /// thread for the commit and its flush, for a caller that commits one message
-    /// while no other is being committed (a blocking thread costs two more wake-ups).
+    /// thread for the commit, for a caller that commits one message while no other is
+    /// being committed (a blocking thread costs two more wake-ups). Returns before the
+    /// flush, which the caller waits for ([`Unflushed::flushed_here`]) before it
+    /// tells anyone the message is safe.
     pub async fn enqueue_on_caller(
         &self,
         m: &NewQueuedMessage,
-    ) -> Result<Option<ClaimedMessage>, StoreError> {
-        let mut claimed = self.enqueue_in(std::slice::from_ref(m), true).await?;
-        Ok(claimed.pop().flatten())
+    ) -> Result<(Option<ClaimedMessage>, Unflushed), StoreError> {
+        let (mut claimed, unflushed) = self.enqueue_in(std::slice::from_ref(m), true).await?;
+        Ok((claimed.pop().flatten(), unflushed))
     }
 
     /// Records several messages in one transaction (group commit: one fsync for all);
@@ -252,14 +254,14 @@ impl Store {
         &self,
         messages: &[NewQueuedMessage],
     ) -> Result<Vec<Option<ClaimedMessage>>, StoreError> {
-        self.enqueue_in(messages, false).await
+        Ok(self.enqueue_in(messages, false).await?.0)
     }
 
     async fn enqueue_in(
         &self,
         messages: &[NewQueuedMessage],
         on_caller: bool,
-    ) -> Result<Vec<Option<ClaimedMessage>>, StoreError> {
+    ) -> Result<(Vec<Option<ClaimedMessage>>, Unflushed), StoreError> {
         let now = self.now();
         let mut stmts = Vec::with_capacity(messages.len() * 2);
         let pg = self.db.is_postgres();
@@ -269,12 +271,12 @@ impl Store {
             // A claimed message's recipients are its last statements, one each.
             first_recipient.push(m.claim.as_ref().map(|_| stmts.len() - m.recipients.len()));
         }
-        let results = if on_caller {
+        let (results, unflushed) = if on_caller {
             self.db.tx_on_caller(stmts).await?
         } else {
-            self.db.tx(stmts, false).await?
+            (self.db.tx(stmts, false).await?, Unflushed::done())
         };
-        Ok(messages
+        let claimed = messages
             .iter()
             .zip(first_recipient)
             .map(|(m, first)| {
@@ -305,7 +307,8 @@ impl Store {
                     recipients,
                 })
             })
-            .collect())
+            .collect();
+        Ok((claimed, unflushed))
     }
 
     /// Queued messages, oldest first, at most `limit`, with their recipients.

@@ -654,15 +654,18 @@ async fn enqueued_with_a_claim(env: Env) {
     assert_eq!(m.recipients[0].notify.as_deref(), Some("FAILURE"));
     assert_ne!(m.recipients[0].id, m.recipients[1].id);
 
-    // Committed on the caller's thread (one session's message), it is the same.
-    let alone = st
+    // Committed on the caller's thread (one session's message), it is the same, and
+    // in the queue before the flush the caller then waits for (on a runtime worker,
+    // which hands its other tasks to another thread meanwhile).
+    let (alone, flush) = st
         .enqueue_on_caller(&queued("m-alone", &["f@example.org"], Some(claim.clone())))
         .await
-        .unwrap()
-        .expect("claimed");
+        .unwrap();
+    let alone = alone.expect("claimed");
     assert_eq!((alone.id.as_str(), alone.size), ("m-alone", 18));
     let queued_alone = st.queue_message("m-alone").await.unwrap().expect("queued");
     assert_eq!(queued_alone.recipients[0].id, alone.recipients[0].id);
+    flush.flushed_here().expect("flushed");
 
     // Another node finds only the unclaimed message.
     let other = st

@@ -7,7 +7,10 @@
 //! once, on its own thread (what one session alone pays): no hand-off to a
 //! committing task, nor to a blocking thread and back, which cost more than the
 //! commit itself on a quiet server. Only one such commit runs at a time, so it blocks
-//! at most one runtime worker; every other message meanwhile goes to the group.
+//! at most one runtime worker; every other message meanwhile goes to the group. Its
+//! flush is waited for after [`QueueCommitter::enqueue`] returns ([`Flush::wait`]),
+//! so the session can hand the message to delivery first: the disk flushes while the
+//! message is relayed, where one session otherwise did one after the other.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +26,28 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 type Committed = Result<Option<store::ClaimedMessage>, String>;
 
 type Job = (store::NewQueuedMessage, oneshot::Sender<Committed>);
+
+/// The flush a commit still owes before the message is safe (none after a group
+/// commit, which returns once on disk).
+#[must_use = "the message is not safe until its flush is waited for"]
+pub struct Flush(Option<(store::Unflushed, Running)>);
+
+impl Flush {
+    /// Whether the flush is still to come.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Returns once the message is on disk; blocks the calling thread (see
+    /// [`store::Unflushed::flushed_here`]). The commit counts as running until then,
+    /// so the next message goes to the group and shares the next flush.
+    pub fn wait(self) -> Result<(), String> {
+        match self.0 {
+            None => Ok(()),
+            Some((unflushed, _running)) => unflushed.flushed_here().map_err(|e| e.to_string()),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct QueueCommitter {
@@ -76,22 +101,29 @@ impl QueueCommitter {
         )
     }
 
-    /// Returns once the message is committed (or could not be), see [`store::Store::enqueue`].
-    pub async fn enqueue(&self, message: store::NewQueuedMessage) -> Committed {
-        if let Some(_running) = Running::alone(&self.running) {
-            return self
+    /// Returns once the message is committed (or could not be), see
+    /// [`store::Store::enqueue`], with the flush that makes it safe still to wait for.
+    pub async fn enqueue(
+        &self,
+        message: store::NewQueuedMessage,
+    ) -> Result<(Option<store::ClaimedMessage>, Flush), String> {
+        if let Some(running) = Running::alone(&self.running) {
+            let (claimed, unflushed) = self
                 .store
                 .enqueue_on_caller(&message)
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|e| e.to_string())?;
+            return Ok((claimed, Flush(Some((unflushed, running)))));
         }
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((message, tx))
             .await
             .map_err(|_| "queue committer stopped".to_string())?;
-        rx.await
-            .map_err(|_| "queue committer stopped".to_string())?
+        let claimed = rx
+            .await
+            .map_err(|_| "queue committer stopped".to_string())??;
+        Ok((claimed, Flush(None)))
     }
 }
 

@@ -546,7 +546,8 @@ impl Shared {
 
     /// Durable accept: the message is committed to the store's queue (its one durable
     /// copy, see `store::queue`), then `250`. Returns the queue id and what tells
-    /// delivery about the message, to run once the reply is written.
+    /// delivery about the message, to run once the reply is written (none when
+    /// delivery got it during the flush).
     async fn accept(
         &self,
         env: Envelope,
@@ -597,7 +598,7 @@ impl Shared {
                     .collect(),
                 body: message.clone(),
             };
-            let claimed = match self.queue.enqueue(record).await {
+            let (claimed, flush) = match self.queue.enqueue(record).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("cannot record the message in the queue: {e}");
@@ -605,16 +606,32 @@ impl Shared {
                     return Err(response::queue_failed());
                 }
             };
-            let hand_over: Option<HandOver> = match (reservation, claimed, &self.tunables.handoff) {
-                (Some(r), Some(claimed), _) => {
-                    Some(Box::new(move || (r.deliver)(claimed, message)))
+            let mut hand_over: Option<HandOver> =
+                match (reservation, claimed, &self.tunables.handoff) {
+                    (Some(r), Some(claimed), _) => {
+                        Some(Box::new(move || (r.deliver)(claimed, message)))
+                    }
+                    (_, _, Some(handoff)) => Some(Box::new({
+                        let queued = handoff.queued.clone();
+                        move || queued()
+                    })),
+                    _ => None,
+                };
+            // Committed alone, its flush still to come: delivery gets the message now
+            // and relays it while the disk flushes, when the client only waits for
+            // our 250 and nothing competes with the relaying. Should the flush fail,
+            // the client is told to try again and may send a copy: the committed row
+            // is delivered either way, as one is after a crash just before its 250.
+            if flush.is_pending() {
+                if let Some(hand_over) = hand_over.take() {
+                    hand_over();
                 }
-                (_, _, Some(handoff)) => Some(Box::new({
-                    let queued = handoff.queued.clone();
-                    move || queued()
-                })),
-                _ => None,
-            };
+            }
+            if let Err(e) = flush.wait() {
+                tracing::error!("cannot flush the queue: {e}");
+                metrics().reject(Rejection::QueueError);
+                return Err(response::queue_failed());
+            }
             let m = metrics();
             SubmissionMetrics::inc(&m.messages_accepted);
             m.bytes_accepted.fetch_add(size, Ordering::Relaxed);
