@@ -1211,7 +1211,23 @@ marks its arenas for transparent huge pages and hands idle memory back to the ke
 touch faulted in and cleared a whole huge page. The server now turns transparent huge pages off for \
 its process (`PR_SET_THP_DISABLE`, what `MIMALLOC_ALLOW_THP=0` does): over ten interleaved rounds \
 CPU per message fell from 0.76 to 0.67 ms, the median rate rose from 750 to 810 msg/s (ratio 1.88 to \
-2.08) and peak RSS from 80 to 48 MB. With more sessions portcullis shares each flush among the \
+2.08) and peak RSS from 80 to 48 MB. On a later AMD EPYC host (2026-12-06; floor about 2.2 times \
+Postfix, one session of 100 KB about 1.7), a trace of the server's reads and writes on the client's \
+socket (`perf record` of the syscalls) showed where the rest of the cycle went: from the `250` to the \
+next command's arrival 160 µs against the floor's 51, and 75 against 42 after the next reply, while \
+the server's own time per reply was under 15 µs. Delivery, handed the message after the `250`, \
+relayed it exactly while the client and the server traded those commands. Now a message committed \
+on its own is handed to delivery right after its commit: the WAL's writeback is started \
+(`sync_file_range`), delivery is woken, and the flush is waited for in `block_in_place`, so the \
+worker's other tasks (the relaying) move to another thread while the disk writes; the `250` still \
+waits for the flush. The two gaps fell to 40 and 27 µs, `bench/phases.sh` went from 1195 µs per \
+message to 1063-1112 (its flush-to-flush cycle), and over four interleaved rounds the median rate \
+rose from 775 to 850 msg/s (1.71 to 1.92 times Postfix), at 0.06 ms more CPU per message for the \
+thread hand-offs. What is left between portcullis and the floor is the store: each flush carries 43 \
+WAL frames (the 25 of the body, 8 pages of the row, its indexes, the freelist and page 1, and 10 of \
+the message before's outcome: 178 KB against the floor's 105, counted by `block:block_rq_issue`), \
+and a flush here takes about 110 µs plus 0.9 µs per KB; the transaction before it costs 140-200 µs \
+against the floor's 30. With more sessions portcullis shares each flush among the \
 messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
 cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \
 per process, so its peak RSS overstates what it holds (see the sessions section for PSS).\n";
