@@ -1061,7 +1061,7 @@ impl Unflushed {
     }
 
     /// A transaction that was on disk when it returned.
-    pub fn done() -> Unflushed {
+    pub(crate) fn done() -> Unflushed {
         Unflushed(None)
     }
 }

@@ -33,9 +33,12 @@ type Job = (store::NewQueuedMessage, oneshot::Sender<Committed>);
 pub struct Flush(Option<(store::Unflushed, Running)>);
 
 impl Flush {
-    /// Whether the flush is still to come.
+    /// Whether the flush is still to come (not after a group commit, nor on
+    /// PostgreSQL, whose commit returns once on disk).
     pub fn is_pending(&self) -> bool {
-        self.0.is_some()
+        self.0
+            .as_ref()
+            .is_some_and(|(unflushed, _)| unflushed.is_pending())
     }
 
     /// Returns once the message is on disk; blocks the calling thread (see
