@@ -1213,7 +1213,7 @@ its process (`PR_SET_THP_DISABLE`, what `MIMALLOC_ALLOW_THP=0` does): over ten i
 CPU per message fell from 0.76 to 0.67 ms, the median rate rose from 750 to 810 msg/s (ratio 1.88 to \
 2.08) and peak RSS from 80 to 48 MB. On a later AMD EPYC host (2026-12-06; floor about 2.2 times \
 Postfix, one session of 100 KB about 1.7), a trace of the server's reads and writes on the client's \
-socket (`perf record` of the syscalls) showed where the rest of the cycle went: from the `250` to the \
+socket (`bench/replies.sh`) showed where the rest of the cycle went: from the `250` to the \
 next command's arrival 160 µs against the floor's 51, and 75 against 42 after the next reply, while \
 the server's own time per reply was under 15 µs. Delivery, handed the message after the `250`, \
 relayed it exactly while the client and the server traded those commands. Now a message committed \
