@@ -10,26 +10,14 @@
 #          does between the end of the body and making it durable).
 # The rest of a cycle is the client's round trips, the body on the wire and
 # whatever else shares the two cores. Needs root, perf and a release build
-# (bench/run.sh, or `cargo bench -p portcullis --bench compare --no-run`).
+# (see bench/trace-cell.sh).
 #
 #   bench/phases.sh [SIZE_BYTES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-size=${1:-102400}
-command -v perf >/dev/null || { echo "phases.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
-target=${CARGO_TARGET_DIR:-/var/tmp/portcullis-release}
-bench=$(ls -t "$target"/release/deps/compare-* | grep -v '\.d$' | head -1)
-data=$(mktemp -d /var/tmp/portcullis-phases.XXXXXX)
-trap 'rm -rf "$data"' EXIT
-
-(cd crates/portcullis && COMPARE_BENCH_ONLY_SUBMISSION=1 COMPARE_BENCH_SIZES=$size COMPARE_BENCH_SESSIONS=1 \
-    PORTCULLIS_BENCH_REPEATS=1 perf record -q -a -o "$data/perf.data" \
-    -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync \
-    -e syscalls:sys_exit_recvfrom -e syscalls:sys_exit_read \
-    -- "$bench" --bench 2>&1 | grep ' x  1:' | tee "$data/cells")
-# The cell's messages: the bench also sends a few hundred more under strace, whose
-# flushes are left out by keeping the densest run of this many flushes.
-messages=$(grep -m1 portcullis "$data/cells" | sed -E 's/.*\(([0-9]+) sent.*/\1/')
+. bench/trace-cell.sh
+trace_cell "${1:-102400}" syscalls:sys_enter_fdatasync syscalls:sys_exit_fdatasync \
+    syscalls:sys_exit_recvfrom syscalls:sys_exit_read
 
 perf script -i "$data/perf.data" -F comm,pid,tid,time,event,trace 2>/dev/null | python3 -c '
 import collections, sys

@@ -10,26 +10,17 @@
 #           two cores meanwhile: relaying the message before, for one).
 # A gap after a reply that the floor does not have is work competing with the
 # client. The trace slows every server down: compare the two, not the rates. Needs
-# root, perf and a release build (see bench/phases.sh).
+# root, perf and a release build (see bench/trace-cell.sh).
 #
 #   bench/replies.sh [SIZE_BYTES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-size=${1:-102400}
-command -v perf >/dev/null || { echo "replies.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
-target=${CARGO_TARGET_DIR:-/var/tmp/portcullis-release}
-bench=$(ls -t "$target"/release/deps/compare-* | grep -v '\.d$' | head -1)
-data=$(mktemp -d /var/tmp/portcullis-replies.XXXXXX)
-trap 'rm -rf "$data"' EXIT
-
+. bench/trace-cell.sh
 events=()
 for call in recvfrom read sendto write writev fdatasync; do
-    events+=(-e "syscalls:sys_enter_$call" -e "syscalls:sys_exit_$call")
+    events+=("syscalls:sys_enter_$call" "syscalls:sys_exit_$call")
 done
-(cd crates/portcullis && COMPARE_BENCH_ONLY_SUBMISSION=1 COMPARE_BENCH_SIZES=$size COMPARE_BENCH_SESSIONS=1 \
-    PORTCULLIS_BENCH_REPEATS=1 perf record -q -a -o "$data/perf.data" "${events[@]}" \
-    -- "$bench" --bench 2>&1 | grep ' x  1:' | tee "$data/cells")
-messages=$(grep -m1 portcullis "$data/cells" | sed -E 's/.*\(([0-9]+) sent.*/\1/')
+trace_cell "${1:-102400}" "${events[@]}"
 
 perf script -i "$data/perf.data" -F comm,pid,tid,time,event,trace 2>/dev/null | python3 -c '
 import collections, re, statistics, sys
