@@ -711,3 +711,104 @@ async fn enqueued_with_a_claim(env: Env) {
     assert_eq!(ids, ["m-alone", "m-dies"]);
 }
 both_backends!(claimed_enqueue, enqueued_with_a_claim);
+
+/// The attempt log keeps every attempt of a queued message and leaves with it. On
+/// SQLite an attempt that ends its message is not written at all (its pages would be
+/// frames of the next flush): the attempt ids, which are never reused, show it.
+async fn attempt_log_leaves_with_its_message(env: Env) {
+    let st = &env.store;
+    let claim = store::Claim {
+        owner: "node-a".into(),
+        until: Timestamp(T0 + 120),
+    };
+    let attempt = |r: &store::ClaimedRecipient, status| store::RecipientOutcome {
+        recipient_id: r.id,
+        address: r.address.clone(),
+        status,
+        next_attempt: Timestamp(T0 + 60),
+        reply: match status {
+            store::RecipientStatus::Delivered => "250 ok".into(),
+            _ => "451 try later".into(),
+        },
+        host: Some("mx.example.org".into()),
+        tls: None,
+        attempted: true,
+        delay_warned: false,
+    };
+    use store::RecipientStatus::{Deferred, Delivered};
+    let claimed = |m: &store::NewQueuedMessage| {
+        let m = m.clone();
+        async move { st.enqueue(&m).await.unwrap().expect("claimed") }
+    };
+
+    let two = claimed(&queued(
+        "m-two",
+        &["b@example.org", "c@example.org"],
+        Some(claim.clone()),
+    ))
+    .await;
+    let (b, c) = (&two.recipients[0], &two.recipients[1]);
+    st.record_outcomes(
+        "node-a",
+        "m-two",
+        &[attempt(b, Delivered), attempt(c, Deferred)],
+    )
+    .await
+    .unwrap();
+    let log = st.delivery_attempts("m-two").await.unwrap();
+    let seen: Vec<(&str, &str)> = log
+        .iter()
+        .map(|a| (a.recipient.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("b@example.org", "delivered"),
+            ("c@example.org", "deferred")
+        ]
+    );
+    assert_eq!(log[1].reply, "451 try later");
+    assert!(
+        st.queue_message("m-two").await.unwrap().is_some(),
+        "c is pending"
+    );
+
+    // c's second attempt delivers it: the message and its log leave together.
+    env.clock.set(Timestamp(T0 + 60));
+    let again = st
+        .claim_due_recipients("node-a", Timestamp(T0 + 180), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    st.record_outcomes(
+        "node-a",
+        "m-two",
+        &[attempt(&again[0].recipients[0], Delivered)],
+    )
+    .await
+    .unwrap();
+    assert!(st.queue_message("m-two").await.unwrap().is_none());
+    assert!(st.delivery_attempts("m-two").await.unwrap().is_empty());
+
+    // Delivered at once, then one deferred.
+    let one = claimed(&queued("m-one", &["d@example.org"], Some(claim.clone()))).await;
+    st.record_outcomes("node-a", "m-one", &[attempt(&one.recipients[0], Delivered)])
+        .await
+        .unwrap();
+    assert!(st.queue_message("m-one").await.unwrap().is_none());
+    let three = claimed(&queued("m-three", &["e@example.org"], Some(claim))).await;
+    st.record_outcomes(
+        "node-a",
+        "m-three",
+        &[attempt(&three.recipients[0], Deferred)],
+    )
+    .await
+    .unwrap();
+    let log = st.delivery_attempts("m-three").await.unwrap();
+    assert_eq!(log.len(), 1);
+    // Written before: m-two's first two. PostgreSQL writes all five (one COPY per
+    // batch) and deletes those of the messages that leave.
+    let expected_id = if env.url.starts_with("sqlite") { 3 } else { 5 };
+    assert_eq!(log[0].id, expected_id);
+}
+both_backends!(attempt_log, attempt_log_leaves_with_its_message);
