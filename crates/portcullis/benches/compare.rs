@@ -1227,7 +1227,15 @@ thread hand-offs. What is left between portcullis and the floor is the store: ea
 WAL frames (the 25 of the body, 8 pages of the row, its indexes, the freelist and page 1, and 10 of \
 the message before's outcome: 178 KB against the floor's 105, counted by `block:block_rq_issue`), \
 and a flush here takes about 110 µs plus 0.9 µs per KB; the transaction before it costs 140-200 µs \
-against the floor's 30. With more sessions portcullis shares each flush among the \
+against the floor's 30. Since then a delivered message's outcome no longer writes its attempt to \
+the log it is deleted from in the same transaction, which spares that outcome 3 of its 10 frames \
+(the attempt log, its index and `sqlite_sequence`; the server's bytes written fell by 13.5 KB per \
+message over a 100 KB cell). On another AMD EPYC host (2026-12-07) a flush cost about 160 µs \
+whatever its size (4 KB 157 µs, 180 KB 185), and Postfix was slower: one session of 100 KB gave \
+2.03 to 2.38 times Postfix over eight single runs (four before that change and four after, \
+interleaved; the floor 2.1 to 2.6), and 1.5 to 1.7 \
+while a release build ran alongside (the floor 1.8 to 1.9), so on two cores these figures are only \
+comparable within one quiet run. With more sessions portcullis shares each flush among the \
 messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
 cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \
 per process, so its peak RSS overstates what it holds (see the sessions section for PSS).\n";
