@@ -13,7 +13,8 @@
 //!
 //! **Attempts.** Every attempt for a recipient (time, host, reply, TLS, node) is
 //! kept in `delivery_attempts` until its message leaves the queue, for `queue show`.
-//! A message leaves the queue when no recipient is `queued` or `deferred` any more.
+//! A message leaves the queue when no recipient is `queued` or `deferred` any more;
+//! on SQLite the attempt that makes it leave is never written.
 
 use policy::Timestamp;
 use serde::Serialize;
