@@ -28,9 +28,13 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::protocol::{
-    dot_stuff, envelope_groups, judge_envelope, plan_mail, Capabilities, EnvelopeCommand,
+    data_payload, envelope_groups, judge_envelope, plan_mail, Capabilities, EnvelopeCommand,
     EnvelopeVerdict, MessageTraits, Refusal, Reply, ReplyError, ReplyParser, Timeouts,
 };
+
+/// The message data is written this much at a time, each write under the data-block
+/// timeout (RFC 5321 4.5.3.2.5).
+const DATA_BLOCK: usize = 64 * 1024;
 
 /// Whether to use TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -587,8 +591,8 @@ impl SmtpConnection {
                 .collect();
             return Ok(TransactionResult::Replies(out));
         }
-        let payload = dot_stuff(body);
-        for chunk in payload.chunks(64 * 1024) {
+        let (as_is, rest) = data_payload(body, DATA_BLOCK);
+        for chunk in as_is.chunks(DATA_BLOCK).chain(rest.chunks(DATA_BLOCK)) {
             self.write(chunk, "the message data", self.timeouts.data_block)
                 .await?;
         }

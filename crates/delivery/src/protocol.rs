@@ -5,7 +5,7 @@
 //! decides the MAIL FROM parameters for one message and refuses what the server
 //! cannot take (SIZE, 8BITMIME per RFC 6152, SMTPUTF8 per RFC 6531);
 //! [`envelope_groups`] groups the envelope commands by PIPELINING (RFC 2920);
-//! [`dot_stuff`] prepares the DATA payload. The tokio layer in `client` only moves
+//! [`data_payload`] prepares the DATA payload. The tokio layer in `client` only moves
 //! the bytes these produce and consume. This module knows nothing of queues or DNS.
 
 use std::fmt;
@@ -390,16 +390,26 @@ pub fn judge_envelope(replies: &[Reply], rcpt_count: usize) -> EnvelopeVerdict {
     }
 }
 
+/// DATA's bytes for `body`, written in blocks of `block` bytes: a part of the body
+/// that goes on the wire as it is, then the rest, dot-stuffed ([`dot_stuff`]) and
+/// ended. What submission accepted needs no stuffing (it unstuffed, and refused bare
+/// CRs and LFs), so all of its whole blocks are written from the body itself and only
+/// the last partial one is copied to carry the end marker: the same writes as from
+/// one buffer holding everything, without copying the message. `block` is not 0.
+pub fn data_payload(body: &[u8], block: usize) -> (&[u8], Vec<u8>) {
+    if !is_plain(body) {
+        return (&[], dot_stuff(body));
+    }
+    let as_is = body.len() - body.len() % block;
+    let mut rest = Vec::with_capacity(body.len() - as_is + 3);
+    rest.extend_from_slice(&body[as_is..]);
+    rest.extend_from_slice(b".\r\n");
+    (&body[..as_is], rest)
+}
+
 /// Line endings normalised to CRLF, leading dots doubled (RFC 5321 4.5.2), and the
 /// terminating `.` line appended.
-pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    if is_plain(body) {
-        // What submission accepted: it unstuffed and refused bare CRs and LFs.
-        let mut out = Vec::with_capacity(body.len() + 3);
-        out.extend_from_slice(body);
-        out.extend_from_slice(b".\r\n");
-        return out;
-    }
+fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 40 + 5);
     let mut rest = body;
     // At the start of each pass, `rest` starts a line.
@@ -698,6 +708,11 @@ mod tests {
                 plain.insert(at, b".\r\n"[seed as usize % 3]);
             }
             assert_eq!(dot_stuff(&plain), reference(&plain), "{plain:?}");
+            for (body, block) in [(&body, len % 7 + 1), (&plain, len % 11 + 1)] {
+                let (as_is, rest) = data_payload(body, block);
+                assert_eq!(as_is.len() % block, 0, "{body:?}");
+                assert_eq!([as_is, &rest].concat(), reference(body), "{body:?} {block}");
+            }
         }
     }
 }

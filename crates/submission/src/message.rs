@@ -131,13 +131,16 @@ pub fn finalize(
         ));
     }
     // A message without any header field gets the blank line that separates ours from its text.
-    let needs_separator = header_end == 0 && !body.starts_with(b"\r\n");
-    let mut out = Vec::with_capacity(head.len() + body.len() + 2);
-    out.extend_from_slice(head.as_bytes());
-    if needs_separator {
-        out.extend_from_slice(b"\r\n");
+    if header_end == 0 && !body.starts_with(b"\r\n") {
+        head.push_str("\r\n");
     }
-    out.extend_from_slice(&body);
+    // In place: the client's bytes move up within their buffer (which the DATA reader
+    // grew with room to spare) instead of being copied into a second one. The message
+    // may wait in memory for delivery, so it keeps no more than it holds: a large one
+    // shrinks where it is, a small one leaves the reader's 64 KB behind.
+    let mut out = body;
+    out.splice(0..0, head.into_bytes());
+    out.shrink_to_fit();
     out
 }
 
