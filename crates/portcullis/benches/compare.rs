@@ -1236,7 +1236,7 @@ whatever its size (4 KB 157 µs, 180 KB 185), and Postfix was slower: one sessio
 interleaved; the floor 2.1 to 2.6), and 1.5 to 1.7 \
 while a release build ran alongside (the floor 1.8 to 1.9), so on two cores these figures are only \
 comparable within one quiet run; the host also had a slower mode, in which portcullis' CPU per \
-message rose from about 0.9 to 1.1 ms and the floor slowed too, and runs in it gave 1.69 to 1.97. \
+message rose from about 0.9 to 1.1 ms and the floor slowed too, and runs in it gave 1.69 to 2.05. \
 With more sessions portcullis shares each flush among the \
 messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
 cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \
