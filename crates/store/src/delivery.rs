@@ -284,21 +284,18 @@ impl Store {
             }
         }
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let finish = ids.chunks(500).flat_map(finish_if_done);
         if self.db.is_postgres() {
             // One COPY for the whole batch; `finish_if_done` deletes the rows of the
             // messages it removes.
             stmts.extend(bulk_insert(ATTEMPT_INSERT, "", attempts));
-            for chunk in ids.chunks(500) {
-                stmts.extend(finish_if_done(chunk));
-            }
+            stmts.extend(finish);
         } else {
             // Every page a SQLite transaction touches is a frame of the next flush: the
             // attempt of a message this transaction removes is never written, which
             // spares a delivered message's outcome the attempt log's pages and
             // `sqlite_sequence` (3 of its 10 frames).
-            for chunk in ids.chunks(500) {
-                stmts.extend(finish_if_done(chunk));
-            }
+            stmts.extend(finish);
             stmts.extend(
                 attempts
                     .into_iter()
