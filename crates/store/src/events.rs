@@ -24,15 +24,19 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
+/// The statement appending an event. `payload` is a `json!` value or, on hot paths,
+/// a struct serialized straight to text without building a JSON tree first.
 pub(crate) fn append(
     at: Timestamp,
     kind: &str,
     login: Option<&str>,
-    payload: serde_json::Value,
+    payload: impl Serialize,
 ) -> Stmt {
+    // Payloads are maps of strings and numbers, which always serialize.
+    let payload = serde_json::to_string(&payload).unwrap_or_else(|_| "null".into());
     Stmt::new(
         "INSERT INTO events (at, kind, login, payload) VALUES ($1, $2, $3, $4)",
-        params![at.0, kind, login, payload.to_string()],
+        params![at.0, kind, login, payload],
     )
 }
 

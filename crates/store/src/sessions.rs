@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
 use policy::{Actor, IpNet, LeaseSource, Port25State, Timestamp};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::db::{Query, Stmt, Unflushed, Value};
@@ -80,8 +81,8 @@ pub enum SessionEvent {
     Stop,
 }
 
-/// A session as the store holds it: its NAS and Acct-Session-Id.
-type SessionKey = (String, String);
+/// A session as the store holds it: its NAS (as text) and Acct-Session-Id.
+type SessionKey<'a> = (&'a str, &'a str);
 
 /// Every RADIUS lease of a session, as (net, still open).
 type SessionLeases = Vec<(String, bool)>;
@@ -92,20 +93,49 @@ const READ_CHUNK: usize = 500;
 /// How often a lone report is retried when a concurrent writer got there first.
 const CONFLICT_RETRIES: usize = 3;
 
+/// The payload of a RADIUS lease's `lease.opened` and `lease.closed` events, the
+/// same text as `json!` with these keys writes, without a JSON tree per packet.
+#[derive(Serialize)]
+struct LeaseEvent<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nas: Option<IpAddr>,
+    net: &'a str,
+    session_id: &'a str,
+}
+
+/// Each report's NAS as the store writes it, formatted once per NAS in the batch
+/// (a batch comes from a few NASes, and every statement of a report names it).
+fn nas_texts(batch: &[(SessionEvent, SessionReport)]) -> Vec<String> {
+    let mut formatted: Vec<(IpAddr, String)> = Vec::new();
+    batch
+        .iter()
+        .map(
+            |(_, r)| match formatted.iter().find(|(ip, _)| *ip == r.nas) {
+                Some((_, text)) => text.clone(),
+                None => {
+                    let text = r.nas.to_string();
+                    formatted.push((r.nas, text.clone()));
+                    text
+                }
+            },
+        )
+        .collect()
+}
+
 impl Store {
-    /// The RADIUS leases of the sessions `batch` names: the open ones, and for a Stop
-    /// of a session with none open (its Start was lost), the closed ones too.
-    fn session_leases(
+    /// The RADIUS leases of the sessions `batch` names (with `nas`, the text of each
+    /// report's NAS): the open ones, and for a Stop of a session with none open (its
+    /// Start was lost), the closed ones too.
+    fn session_leases<'a>(
         query: &mut Query<'_>,
-        batch: &[(SessionEvent, SessionReport)],
-    ) -> Result<HashMap<SessionKey, SessionLeases>, StoreError> {
-        let mut known: HashMap<SessionKey, SessionLeases> = HashMap::new();
-        for (_, r) in batch {
-            known
-                .entry((r.nas.to_string(), r.session_id.clone()))
-                .or_default();
+        batch: &'a [(SessionEvent, SessionReport)],
+        nas: &'a [String],
+    ) -> Result<HashMap<SessionKey<'a>, SessionLeases>, StoreError> {
+        let mut known: HashMap<SessionKey<'a>, SessionLeases> = HashMap::new();
+        for ((_, r), nas) in batch.iter().zip(nas) {
+            known.entry((nas, &r.session_id)).or_default();
         }
-        let keys: Vec<SessionKey> = known.keys().cloned().collect();
+        let keys: Vec<SessionKey<'a>> = known.keys().copied().collect();
         let list = |from: usize, n: usize| {
             (from..from + n)
                 .map(|i| format!("${i}"))
@@ -113,8 +143,8 @@ impl Store {
                 .join(", ")
         };
         for chunk in keys.chunks(READ_CHUNK) {
-            let nases: BTreeSet<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
-            let ids: BTreeSet<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
+            let nases: BTreeSet<&str> = chunk.iter().map(|(n, _)| *n).collect();
+            let ids: BTreeSet<&str> = chunk.iter().map(|(_, s)| *s).collect();
             // Both lists are answered by the open-session index; pairs that match
             // across two sessions are sorted out below.
             let sql = format!(
@@ -129,14 +159,17 @@ impl Store {
                 .map(|v| Value::from(*v))
                 .collect();
             for r in query(&sql, values)? {
-                if let Some(leases) = known.get_mut(&(r.text(0)?, r.text(1)?)) {
+                let (nas, id) = (r.text(0)?, r.text(1)?);
+                // The map is keyed by the batch's own strings: find them by the row's.
+                let key = nases.get(nas.as_str()).zip(ids.get(id.as_str()));
+                if let Some(leases) = key.and_then(|(n, i)| known.get_mut(&(*n, *i))) {
                     leases.push((r.text(2)?, true));
                 }
             }
         }
         let mut lost_starts = BTreeSet::new();
-        for (event, r) in batch {
-            let key = (r.nas.to_string(), r.session_id.clone());
+        for ((event, r), nas) in batch.iter().zip(nas) {
+            let key = (nas.as_str(), r.session_id.as_str());
             if *event == SessionEvent::Stop && known.get(&key).is_some_and(|l| l.is_empty()) {
                 lost_starts.insert((r.login.as_str(), key));
             }
@@ -145,7 +178,7 @@ impl Store {
             let rows = query(
                 "SELECT net FROM leases WHERE login = $1 AND nas = $2 AND session_id = $3 \
                  AND source = 'radius' AND end_at IS NOT NULL ORDER BY id",
-                params![login, &key.0, &key.1],
+                params![login, key.0, key.1],
             )?;
             let leases = known.entry(key).or_default();
             for r in rows {
@@ -160,6 +193,7 @@ impl Store {
     fn open_stmts(
         &self,
         report: &SessionReport,
+        nas: &str,
         leases: &mut SessionLeases,
         end: Option<Timestamp>,
         last_seen: Option<Timestamp>,
@@ -187,19 +221,18 @@ impl Store {
                     end.map(|e| e.0),
                     LeaseSource::Radius.as_str(),
                     &report.session_id,
-                    report.nas.to_string(),
+                    nas,
                     last_seen.map(|t| t.0)
                 ],
             ));
-            let payload = json!({ "net": net, "session_id": report.session_id, "nas": report.nas });
-            stmts.push(append(
-                now,
-                "lease.opened",
-                Some(&report.login),
-                payload.clone(),
-            ));
+            let payload = LeaseEvent {
+                nas: Some(report.nas),
+                net: &text,
+                session_id: &report.session_id,
+            };
+            stmts.push(append(now, "lease.opened", Some(&report.login), &payload));
             if end.is_some() {
-                stmts.push(append(now, "lease.closed", Some(&report.login), payload));
+                stmts.push(append(now, "lease.closed", Some(&report.login), &payload));
             }
             leases.push((text, end.is_none()));
             opened += 1;
@@ -213,17 +246,18 @@ impl Store {
         &self,
         event: SessionEvent,
         report: &SessionReport,
+        nas: &str,
         leases: &mut SessionLeases,
         stmts: &mut Vec<Stmt>,
     ) -> usize {
         match event {
             // A retransmitted Start changes nothing: its nets are open already.
-            SessionEvent::Start => self.open_stmts(report, leases, None, None, stmts),
+            SessionEvent::Start => self.open_stmts(report, nas, leases, None, None, stmts),
             SessionEvent::Interim => {
-                let opened = self.open_stmts(report, leases, None, Some(report.at), stmts);
+                let opened = self.open_stmts(report, nas, leases, None, Some(report.at), stmts);
                 stmts.push(Stmt::new(
                     "UPDATE leases SET last_seen = $1 WHERE nas = $2 AND session_id = $3 AND end_at IS NULL AND source = 'radius'",
-                    params![report.at.0, report.nas.to_string(), &report.session_id],
+                    params![report.at.0, nas, &report.session_id],
                 ));
                 opened
             }
@@ -235,6 +269,7 @@ impl Store {
                     // recorded by an earlier copy of this Stop.
                     return self.open_stmts(
                         report,
+                        nas,
                         leases,
                         Some(report.at),
                         Some(report.at),
@@ -245,7 +280,7 @@ impl Store {
                 stmts.push(
                     Stmt::new(
                         "UPDATE leases SET end_at = $1, last_seen = $1 WHERE nas = $2 AND session_id = $3 AND end_at IS NULL AND source = 'radius'",
-                        params![report.at.0, report.nas.to_string(), &report.session_id],
+                        params![report.at.0, nas, &report.session_id],
                     )
                     // Fewer means a concurrent writer closed some: read again.
                     .expect(closed as u64),
@@ -256,7 +291,11 @@ impl Store {
                         now,
                         "lease.closed",
                         Some(&report.login),
-                        json!({ "net": lease.0, "session_id": report.session_id }),
+                        LeaseEvent {
+                            nas: None,
+                            net: &lease.0,
+                            session_id: &report.session_id,
+                        },
                     ));
                 }
                 closed
@@ -274,14 +313,13 @@ impl Store {
         let batch = batch.to_vec();
         self.db
             .read_then_tx(move |query| {
-                let mut known = Store::session_leases(query, &batch)?;
+                let nas = nas_texts(&batch);
+                let mut known = Store::session_leases(query, &batch, &nas)?;
                 let mut stmts = Vec::with_capacity(batch.len() * 3);
                 let mut counts = Vec::with_capacity(batch.len());
-                for (event, report) in &batch {
-                    let leases = known
-                        .entry((report.nas.to_string(), report.session_id.clone()))
-                        .or_default();
-                    counts.push(store.account_stmts(*event, report, leases, &mut stmts));
+                for ((event, report), nas) in batch.iter().zip(&nas) {
+                    let leases = known.entry((nas, &report.session_id)).or_default();
+                    counts.push(store.account_stmts(*event, report, nas, leases, &mut stmts));
                 }
                 Ok((counts, stmts))
             })

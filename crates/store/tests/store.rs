@@ -812,3 +812,79 @@ async fn attempt_log_leaves_with_its_message(env: Env) {
     assert_eq!(log[0].id, expected_id);
 }
 both_backends!(attempt_log, attempt_log_leaves_with_its_message);
+
+/// One accounting batch from two NASes that reuse a session id: each lease and event
+/// names its own NAS, the Stop closes only its own session, and a repeated Stop (the
+/// lost-Start path) records nothing twice.
+async fn accounting_keeps_sessions_of_two_nases_apart(env: Env) {
+    let s = &env.store;
+    s.import_subscribers(&[dynamic("ann"), dynamic("bob")], &op())
+        .await
+        .unwrap();
+    let report = |nas: &str, login: &str, nets: &[&str]| store::SessionReport {
+        nas: ip(nas),
+        session_id: "s1".into(),
+        login: login.into(),
+        nets: nets.iter().map(|n| net(n)).collect(),
+        at: Timestamp(T0),
+        session_time: None,
+    };
+    let ann = report("192.0.2.1", "ann", &["100.64.0.1/32", "2001:db8:1::/56"]);
+    let bob = report("192.0.2.2", "bob", &["100.64.0.2/32"]);
+    let cursor = s.last_event_id().await.unwrap();
+    let batch = [
+        (store::SessionEvent::Start, ann.clone()),
+        (store::SessionEvent::Start, bob.clone()),
+        (store::SessionEvent::Stop, ann.clone()),
+    ];
+    let counts: Vec<usize> = s
+        .sessions_accounted(&batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(counts, [2, 1, 2]);
+    let events = s.events_after(cursor, 100).await.unwrap();
+    let payloads: Vec<(&str, Option<&str>, serde_json::Value)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.login.as_deref(), e.payload.clone()))
+        .collect();
+    let opened =
+        |nas: &str, net: &str| serde_json::json!({ "nas": nas, "net": net, "session_id": "s1" });
+    let closed = |net: &str| serde_json::json!({ "net": net, "session_id": "s1" });
+    assert_eq!(
+        payloads,
+        [
+            (
+                "lease.opened",
+                Some("ann"),
+                opened("192.0.2.1", "100.64.0.1")
+            ),
+            (
+                "lease.opened",
+                Some("ann"),
+                opened("192.0.2.1", "2001:db8:1::/56")
+            ),
+            (
+                "lease.opened",
+                Some("bob"),
+                opened("192.0.2.2", "100.64.0.2")
+            ),
+            ("lease.closed", Some("ann"), closed("100.64.0.1")),
+            ("lease.closed", Some("ann"), closed("2001:db8:1::/56")),
+        ]
+    );
+    let bobs = s.leases_of("bob", 10).await.unwrap();
+    assert_eq!((bobs.len(), bobs[0].lease.end), (1, None));
+    assert_eq!(bobs[0].nas.as_deref(), Some("192.0.2.2"));
+    // The Stop again: its session has no open lease and both nets are recorded.
+    let again = s
+        .sessions_accounted(&[(store::SessionEvent::Stop, ann)])
+        .await;
+    assert_eq!(
+        again.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [0]
+    );
+    assert_eq!(s.leases_of("ann", 10).await.unwrap().len(), 2);
+}
+both_backends!(two_nases, accounting_keeps_sessions_of_two_nases_apart);
