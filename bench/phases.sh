@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where one session's time goes, message by message: runs the compare bench's
 # one-session submission cell for one size (default 100 KB) under `perf record` of
-# syscall tracepoints, and prints for portcullis and the floor (Postfix spreads its
+# syscall tracepoints, and prints for portcullis and the floors (Postfix spreads its
 # work and flushes over processes) the median and 90th percentile over the cell's
 # messages of
 #   cycle  from one message's flush to the next one's (the rate's inverse),
@@ -29,8 +29,12 @@ for line in sys.stdin:
     if len(f) < 4 or f[0] == "perf":
         continue
     pid, tid = f[1].split("/")
-    # The floor runs as the bench binary started again.
-    names.setdefault(pid, "floor" if f[0].startswith("compare-") else f[0])
+    # The floors run as the bench binary started again, their runtimes' threads
+    # named after them (floor, floor+queue).
+    if f[0].startswith("floor"):
+        names[pid] = f[0]
+    else:
+        names.setdefault(pid, f[0])
     events[pid].append((float(f[2].rstrip(":")), tid, f[3].split(":")[1], f[4] if len(f) > 4 else ""))
 
 messages = int(sys.argv[1])
@@ -40,7 +44,7 @@ def stat(v):
     return "median %5.0f  p90 %5.0f" % (v[len(v) // 2] * 1e6, v[len(v) * 9 // 10] * 1e6)
 
 for pid, evs in events.items():
-    if names[pid] not in ("portcullis", "floor"):
+    if names[pid] != "portcullis" and not names[pid].startswith("floor"):
         continue
     fds = collections.Counter(e[3] for e in evs if e[2] == "sys_enter_fdatasync")
     if not fds:

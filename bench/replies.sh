@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Who waits for whom in one session, reply by reply: runs the compare bench's
 # one-session submission cell for one size (default 100 KB) under `perf record` of
-# the socket and flush syscalls, and prints for portcullis and the floor, for each
+# the socket and flush syscalls, and prints for portcullis and the floors, for each
 # reply of a message's cycle (0 is the `250` after the flush, then MAIL's, RCPT's
 # and DATA's), the medians of
 #   server  from the read that completed the command to the reply's write,
@@ -33,8 +33,12 @@ for line in sys.stdin:
     if not m:
         continue
     comm, pid, tid, t, edge, call, rest = m.groups()
-    # The floor runs as the bench binary started again.
-    names.setdefault(pid, "floor" if comm.startswith("compare-") else comm)
+    # The floors run as the bench binary started again, their runtimes' threads
+    # named after them (floor, floor+queue).
+    if comm.startswith("floor"):
+        names[pid] = comm
+    else:
+        names.setdefault(pid, comm)
     if edge == "enter":
         entered[tid] = (float(t), call, int(rest.split(",")[0].split(":")[1], 16))
     elif tid in entered and entered[tid][1] == call:
@@ -44,7 +48,7 @@ for line in sys.stdin:
 
 messages = int(sys.argv[1])
 for pid, cs in calls.items():
-    if names[pid] not in ("portcullis", "floor"):
+    if names[pid] != "portcullis" and not names[pid].startswith("floor"):
         continue
     cs.sort()
     # The file flushed once per message (a checkpoint flushes the database file too).

@@ -22,7 +22,9 @@
 //!
 //! The one-session cells also run against the floor (`floor_smtp.rs`), a server that
 //! does only what every server here must (a durable accept, then relaying to the
-//! sink), to show how far each server is from what this client, disk and machine allow.
+//! sink), to show how far each server is from what this client, disk and machine allow;
+//! and against the same floor keeping each message in portcullis' queue instead of a
+//! file, to show what the queue costs and what portcullis' other work does.
 //!
 //! For profiling, `COMPARE_BENCH_SESSIONS=1,10` keeps some concurrencies,
 //! `COMPARE_BENCH_SIZES=1024,102400` some message sizes, and
@@ -122,12 +124,13 @@ fn main() {
     // The same binary, started again, is the floor server (see `floor_smtp`).
     if let Ok(args) = std::env::var(floor_smtp::ENV) {
         let mut args = args.split(' ');
-        let mut next = || args.next().expect("port, directory and sink port");
-        let (port, dir, sink) = (next(), next(), next());
+        let mut next = || args.next().expect("port, directory, sink port and storage");
+        let (port, dir, sink, storage) = (next(), next(), next(), next());
         floor_smtp::serve(
             port.parse().expect("port"),
             Path::new(dir),
             sink.parse().expect("sink port"),
+            floor_smtp::Storage::parse(storage).expect("file or queue"),
         );
     }
     let (quick, repeats) = (report::quick(), report::repeats());
@@ -260,7 +263,7 @@ struct Cell {
     failed: usize,
 }
 
-/// Every size and concurrency for `servers`, and the floor (started in `dir`, when
+/// Every size and concurrency for `servers`, and the floors (started in `dir`, when
 /// a one-session cell runs) at one session.
 fn submission(
     rt: &tokio::runtime::Runtime,
@@ -272,18 +275,23 @@ fn submission(
     accepted: &mut u64,
 ) -> (Vec<Cell>, Vec<(&'static str, f64)>) {
     let (sizes, concurrency) = (&s.sizes, &s.concurrency);
-    let floor = concurrency
-        .contains(&1)
-        .then(|| start_floor(dir, sink.port));
+    let floors: Vec<(KillOnDrop, Server)> = if concurrency.contains(&1) {
+        [floor_smtp::Storage::File, floor_smtp::Storage::Queue]
+            .into_iter()
+            .map(|storage| start_floor(dir, sink.port, storage))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut cells = Vec::new();
     for &size in sizes {
         for &sessions in concurrency {
             let messages = (if s.quick { 200 } else { 2000 }).max(sessions * 10)
                 / if size > 50_000 { 2 } else { 1 };
-            // The floor bounds one session only: it flushes each message on its own.
+            // The floors bound one session only: they flush each message on their own.
             let turn: Vec<&Server> = servers
                 .iter()
-                .chain(floor.as_ref().map(|(_, f)| f).filter(|_| sessions == 1))
+                .chain(floors.iter().map(|(_, f)| f).filter(|_| sessions == 1))
                 .collect();
             let mut runs: Vec<Vec<Run>> = vec![Vec::new(); turn.len()];
             sink.wait_for(*accepted, Duration::from_secs(120));
@@ -858,27 +866,37 @@ impl Sink {
     }
 }
 
-/// The floor server's name in cells and tables.
-const FLOOR: &str = "floor";
+/// The floor servers' names in cells and tables.
+const FLOOR: &str = floor_smtp::Storage::File.name();
+const FLOOR_QUEUE: &str = floor_smtp::Storage::Queue.name();
 
-/// Starts this binary again as the floor server (`floor_smtp`) on a free port,
-/// relaying to the sink on `sink_port`.
-fn start_floor(dir: &Path, sink_port: u16) -> (KillOnDrop, Server) {
+fn is_floor(server: &str) -> bool {
+    server == FLOOR || server == FLOOR_QUEUE
+}
+
+/// Starts this binary again as a floor server (`floor_smtp`) keeping bodies in
+/// `storage`, on a free port, relaying to the sink on `sink_port`.
+fn start_floor(dir: &Path, sink_port: u16, storage: floor_smtp::Storage) -> (KillOnDrop, Server) {
     let port = free_port();
-    let floor_dir = dir.join("floor");
+    let name = storage.name();
+    let floor_dir = dir.join(name);
     std::fs::create_dir_all(&floor_dir).expect("floor directory");
     let log = std::fs::File::create(floor_dir.join("floor.log")).expect("log file");
     let child = Command::new(std::env::current_exe().expect("own path"))
         .env(
             floor_smtp::ENV,
-            format!("{port} {} {sink_port}", floor_dir.display()),
+            format!(
+                "{port} {} {sink_port} {}",
+                floor_dir.display(),
+                storage.as_str()
+            ),
         )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("floor server");
     let server = Server {
-        name: FLOOR,
+        name,
         port,
         login: USER.into(),
         pid: child.id(),
@@ -1107,7 +1125,7 @@ fn submission_report(cells: &[Cell], fsyncs: &[(&str, f64)], s: &Settings) -> St
     let sent: usize = cells.iter().map(|c| c.sent).sum();
     failed += cells
         .iter()
-        .filter(|c| c.server == FLOOR)
+        .filter(|c| is_floor(c.server))
         .map(|c| c.failed)
         .sum::<usize>();
     let _ = writeln!(
@@ -1128,17 +1146,23 @@ fn submission_report(cells: &[Cell], fsyncs: &[(&str, f64)], s: &Settings) -> St
     md
 }
 
-/// One session against the floor: the most any server that flushes each message
-/// before `250` and relays it could reach with this client here, as a ratio to Postfix.
+/// One session against the floors: the most any server that flushes each message
+/// before `250` and relays it could reach with this client here, and the most one
+/// keeping messages in portcullis' queue could, as ratios to Postfix.
 fn floor_report(cells: &[Cell]) -> String {
     let mut md = String::from(
         "One session against the floor (`floor_smtp.rs`: a server that does only what every server here must: \
          STARTTLS with the same rustls configuration, SMTP without checks, the body read, one `pwrite` and \
          `fdatasync` on the thread that read it before `250`, then the body relayed to the same `smtp-sink` \
          over one connection kept open, MAIL, RCPT and DATA pipelined). Its ratio to Postfix bounds what any \
-         server can reach with this client, disk and machine:\n\n\
-         | size | floor msg/s | portcullis msg/s | Postfix msg/s | floor / Postfix | portcullis / floor | p50 ms (floor / pc / pf) | CPU s per 1000 (floor / pc) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         server can reach with this client, disk and machine. The queue floor (floor+queue) is the same server \
+         keeping each message in portcullis' store instead, as portcullis does when a message is committed \
+         alone: the message and its recipient inserted in one SQLite transaction on the session's thread, the \
+         WAL flushed before `250`, the message recorded delivered after the relay. Between the two floors is \
+         what the queue costs; between the queue floor and portcullis, everything else portcullis does \
+         (checks, headers, delivery's scheduling, the hand-offs between its tasks):\n\n\
+         | size | floor msg/s | floor+queue msg/s | portcullis msg/s | Postfix msg/s | floor / Postfix | floor+queue / Postfix | portcullis / floor | portcullis / floor+queue | p50 ms (floor / floor+queue / pc / pf) | CPU s per 1000 (floor / floor+queue / pc) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let find = |server: &str, size: usize| {
         cells
@@ -1148,16 +1172,22 @@ fn floor_report(cells: &[Cell]) -> String {
     };
     let mut rows = 0;
     for floor in cells.iter().filter(|c| c.server == FLOOR) {
-        let (Some(pc), Some(pf)) = (find("portcullis", floor.size), find("postfix", floor.size))
-        else {
+        let size = floor.size;
+        let (Some(q), Some(pc), Some(pf)) = (
+            find(FLOOR_QUEUE, size),
+            find("portcullis", size),
+            find("postfix", size),
+        ) else {
             continue;
         };
         let f = &floor.median;
         let _ = writeln!(
             md,
-            "| {} KB | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} |",
-            floor.size / 1024, f.per_sec, pc.per_sec, pf.per_sec, ratio(f.per_sec, pf.per_sec), ratio(pc.per_sec, f.per_sec),
-            f.p50_ms, pc.p50_ms, pf.p50_ms, f.cpu_per_1000, pc.cpu_per_1000
+            "| {} KB | {:.0} | {:.0} | {:.0} | {:.0} | **{:.2}** | **{:.2}** | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+            size / 1024, f.per_sec, q.per_sec, pc.per_sec, pf.per_sec,
+            ratio(f.per_sec, pf.per_sec), ratio(q.per_sec, pf.per_sec),
+            ratio(pc.per_sec, f.per_sec), ratio(pc.per_sec, q.per_sec),
+            f.p50_ms, q.p50_ms, pc.p50_ms, pf.p50_ms, f.cpu_per_1000, q.cpu_per_1000, pc.cpu_per_1000
         );
         rows += 1;
     }
@@ -1330,7 +1360,7 @@ fn sessions_report(held: &[Held], s: &Settings) -> String {
 
 /// Messages/s against concurrency, one line per server and size, as SVG.
 fn plot(cells: &[Cell]) -> String {
-    let cells: Vec<&Cell> = cells.iter().filter(|c| c.server != FLOOR).collect();
+    let cells: Vec<&Cell> = cells.iter().filter(|c| !is_floor(c.server)).collect();
     let (w, h, left, bottom) = (640.0, 360.0, 60.0, 40.0);
     let max = cells.iter().map(|r| r.median.per_sec).fold(1.0, f64::max) * 1.1;
     let levels: Vec<usize> = {

@@ -12,6 +12,12 @@
 //! keeps no queue: every server that makes a message durable before `250` and relays
 //! it does at least this. It runs in its own process (the bench binary started again
 //! with `COMPARE_BENCH_FLOOR` set), so its CPU is measured the way the servers' is.
+//!
+//! Started with [`Storage::Queue`] it keeps the same SMTP and relaying but makes each
+//! body durable as portcullis does, in its store's queue (one message committed on
+//! the session's thread and flushed before `250`, recorded delivered after the
+//! relay): the least a server with that queue can do. Between the two floors lies
+//! what the queue costs; between the second and portcullis, everything else.
 
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
@@ -23,46 +29,74 @@ use tokio::io::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// Names `port dir sink_port` for the child process.
+/// Names `port dir sink_port storage` for the child process.
 pub const ENV: &str = "COMPARE_BENCH_FLOOR";
+
+/// Where the floor makes a body durable before its `250`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// One `pwrite` into a file allocated beforehand, and `fdatasync`.
+    File,
+    /// A message in portcullis' queue (`store` on SQLite).
+    Queue,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::File => "file",
+            Storage::Queue => "queue",
+        }
+    }
+
+    /// The server's name in the bench's cells, and its threads' names (which
+    /// `bench/phases.sh` tells the floors apart by).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Storage::File => "floor",
+            Storage::Queue => "floor+queue",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Storage> {
+        [Storage::File, Storage::Queue]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// The queue floor's lease on the messages it accepts, which it delivers itself.
+const OWNER: &str = "floor";
 
 /// The spool: bodies are written round it, each over space already on disk, so a
 /// flush writes data only and never the file's size (the cheapest durable write).
 const SPOOL_BYTES: u64 = 64 << 20;
 
 /// Serves on `127.0.0.1:port` until killed, relaying to the sink on
-/// `127.0.0.1:sink_port`; `dir` holds the spool and the certificate.
-pub fn serve(port: u16, dir: &Path, sink_port: u16) -> ! {
-    let spool = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.join("floor.spool"))
-        .expect("floor spool");
-    let zeros = vec![0u8; 1 << 20];
-    for i in 0..SPOOL_BYTES / zeros.len() as u64 {
-        spool
-            .write_all_at(&zeros, i * zeros.len() as u64)
-            .expect("fill floor spool");
-    }
-    spool.sync_all().expect("sync floor spool");
+/// `127.0.0.1:sink_port`; `dir` holds the spool (or the store) and the certificate.
+pub fn serve(port: u16, dir: &Path, sink_port: u16, storage: Storage) -> ! {
     let mut config = config::Config::default();
     config.store.data_dir = dir.to_path_buf();
     config.submission.hostname = "bench.portcullis.test".into();
     let tls = submission::tls::TlsSource::load(&config).expect("floor certificate");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-    let spool = Arc::new(Spool {
-        file: spool,
-        next: std::sync::Mutex::new(0),
-    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(storage.name())
         .enable_all()
         .build()
         .expect("floor runtime");
+    let keeper = Arc::new(match storage {
+        Storage::File => Keeper::File(Spool::create(dir)),
+        Storage::Queue => {
+            let url = format!("sqlite://{}", dir.join("floor.db").display());
+            Keeper::Queue(runtime.block_on(store::Store::open(&url)).expect("floor store"))
+        }
+    });
     runtime.block_on(async move {
         let (relayed, bodies) = mpsc::unbounded_channel();
+        let delivered = keeper.clone();
         tokio::spawn(async move {
-            if let Err(e) = relay(sink_port, bodies).await {
+            if let Err(e) = relay(sink_port, bodies, &delivered).await {
                 // A panic would end only this task: the bench would wait for the sink.
                 eprintln!("floor: relaying to the sink failed: {e}");
                 std::process::exit(1);
@@ -76,11 +110,93 @@ pub fn serve(port: u16, dir: &Path, sink_port: u16) -> ! {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, spool, relayed) = (acceptor.clone(), spool.clone(), relayed.clone());
+            let (acceptor, keeper, relayed) = (acceptor.clone(), keeper.clone(), relayed.clone());
             tokio::spawn(async move {
-                let _ = session(tcp, acceptor, spool, relayed).await;
+                let _ = session(tcp, acceptor, keeper, relayed).await;
             });
         }
+    })
+}
+
+/// What makes bodies durable (see [`Storage`]).
+enum Keeper {
+    File(Spool),
+    Queue(store::Store),
+}
+
+/// A body on its way to the sink, and its queued message to record delivered.
+struct Relayed {
+    body: Arc<Vec<u8>>,
+    queued: Option<(String, i64)>,
+}
+
+impl Keeper {
+    /// Makes `body` durable, blocking this thread for the flush (one session:
+    /// nothing else waits).
+    async fn keep(&self, body: Vec<u8>) -> std::io::Result<Relayed> {
+        match self {
+            Keeper::File(spool) => {
+                spool.store(&body)?;
+                Ok(Relayed {
+                    body: Arc::new(body),
+                    queued: None,
+                })
+            }
+            Keeper::Queue(store) => enqueue(store, body).await,
+        }
+    }
+
+    /// Records a relayed message delivered, as delivery does (not flushed: a power
+    /// cut may have it relayed again).
+    async fn delivered(&self, queued: Option<(String, i64)>) -> std::io::Result<()> {
+        let (Keeper::Queue(store), Some((id, recipient))) = (self, queued) else {
+            return Ok(());
+        };
+        let outcome = store::RecipientOutcome {
+            recipient_id: recipient,
+            address: "sink@portcullis.test".into(),
+            status: store::RecipientStatus::Delivered,
+            next_attempt: policy::Timestamp(0),
+            reply: "250 2.0.0 ok".into(),
+            host: None,
+            tls: None,
+            attempted: true,
+            delay_warned: false,
+        };
+        store
+            .record_outcomes(OWNER, &id, &[outcome])
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// One message committed alone into the queue and flushed, as portcullis commits a
+/// message when no other is being committed.
+async fn enqueue(store: &store::Store, body: Vec<u8>) -> std::io::Result<Relayed> {
+    let message = store::NewQueuedMessage {
+        id: store::new_queue_id(),
+        login: "floor".into(),
+        mail_from: "floor@portcullis.test".into(),
+        recipients: vec![store::NewQueuedRecipient {
+            address: "sink@portcullis.test".into(),
+            ..Default::default()
+        }],
+        body: Arc::new(body),
+        claim: Some(store::Claim {
+            owner: OWNER.into(),
+            until: policy::Timestamp(i64::MAX / 2),
+        }),
+        ..Default::default()
+    };
+    let (claimed, unflushed) = store
+        .enqueue_on_caller(&message)
+        .await
+        .map_err(std::io::Error::other)?;
+    unflushed.flushed_here().map_err(std::io::Error::other)?;
+    let recipient = claimed.and_then(|m| m.recipients.first().map(|r| r.id));
+    Ok(Relayed {
+        body: message.body,
+        queued: recipient.map(|r| (message.id, r)),
     })
 }
 
@@ -90,7 +206,27 @@ struct Spool {
 }
 
 impl Spool {
-    /// Writes `body` and flushes it, blocking this thread (one session: nothing waits).
+    /// The spool file in `dir`, filled with zeros and flushed.
+    fn create(dir: &Path) -> Spool {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("floor.spool"))
+            .expect("floor spool");
+        let zeros = vec![0u8; 1 << 20];
+        for i in 0..SPOOL_BYTES / zeros.len() as u64 {
+            file.write_all_at(&zeros, i * zeros.len() as u64)
+                .expect("fill floor spool");
+        }
+        file.sync_all().expect("sync floor spool");
+        Spool {
+            file,
+            next: std::sync::Mutex::new(0),
+        }
+    }
+
+    /// Writes `body` and flushes it, blocking this thread.
     fn store(&self, body: &[u8]) -> std::io::Result<()> {
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
@@ -133,13 +269,13 @@ async fn reply<S: AsyncWrite + Unpin>(s: &mut S, text: &[u8]) -> std::io::Result
 }
 
 /// Bodies accepted and flushed, on their way to the sink.
-type Relayed = mpsc::UnboundedSender<Vec<u8>>;
+type ToSink = mpsc::UnboundedSender<Relayed>;
 
 async fn session(
     tcp: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    spool: Arc<Spool>,
-    relayed: Relayed,
+    keeper: Arc<Keeper>,
+    relayed: ToSink,
 ) -> std::io::Result<()> {
     let mut s = BufStream::new(tcp);
     reply(&mut s, b"220 floor ESMTP\r\n").await?;
@@ -154,7 +290,7 @@ async fn session(
                 reply(&mut s, b"220 2.0.0 ready\r\n").await?;
                 let tls = acceptor.accept(s.into_inner()).await?;
                 let tls = BufStream::with_capacity(64 << 10, 8 << 10, tls);
-                return transactions(tls, &spool, &relayed).await;
+                return transactions(tls, &keeper, &relayed).await;
             }
             "QUIT" => return reply(&mut s, b"221 2.0.0 bye\r\n").await,
             _ => reply(&mut s, b"530 5.7.0 STARTTLS first\r\n").await?,
@@ -164,8 +300,8 @@ async fn session(
 
 async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: BufStream<S>,
-    spool: &Spool,
-    relayed: &Relayed,
+    keeper: &Keeper,
+    relayed: &ToSink,
 ) -> std::io::Result<()> {
     let mut line = Vec::new();
     let mut body = Vec::new();
@@ -195,9 +331,9 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                     body.extend_from_slice(unstuffed);
                 }
-                spool.store(&body)?;
+                let kept = keeper.keep(std::mem::take(&mut body)).await?;
                 reply(&mut s, b"250 2.0.0 stored\r\n").await?;
-                let _ = relayed.send(std::mem::take(&mut body));
+                let _ = relayed.send(kept);
             }
             "QUIT" => return reply(&mut s, b"221 2.0.0 bye\r\n").await,
             _ => reply(&mut s, b"500 5.5.2 unknown command\r\n").await?,
@@ -206,7 +342,11 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Sends every body to the sink, in order, over one connection.
-async fn relay(port: u16, mut bodies: mpsc::UnboundedReceiver<Vec<u8>>) -> std::io::Result<()> {
+async fn relay(
+    port: u16,
+    mut bodies: mpsc::UnboundedReceiver<Relayed>,
+    keeper: &Keeper,
+) -> std::io::Result<()> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     tcp.set_nodelay(true)?;
     let mut s = BufStream::with_capacity(8 << 10, 64 << 10, tcp);
@@ -214,7 +354,7 @@ async fn relay(port: u16, mut bodies: mpsc::UnboundedReceiver<Vec<u8>>) -> std::
     sink_reply(&mut s, &mut line, b'2').await?;
     reply(&mut s, b"EHLO floor\r\n").await?;
     sink_reply(&mut s, &mut line, b'2').await?;
-    while let Some(body) = bodies.recv().await {
+    while let Some(Relayed { body, queued }) = bodies.recv().await {
         reply(
             &mut s,
             b"MAIL FROM:<floor@portcullis.test>\r\nRCPT TO:<sink@portcullis.test>\r\nDATA\r\n",
@@ -231,6 +371,7 @@ async fn relay(port: u16, mut bodies: mpsc::UnboundedReceiver<Vec<u8>>) -> std::
         }
         reply(&mut s, b".\r\n").await?;
         sink_reply(&mut s, &mut line, b'2').await?;
+        keeper.delivered(queued).await?;
     }
     Ok(())
 }
