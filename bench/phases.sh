@@ -29,7 +29,7 @@ for line in sys.stdin:
     if len(f) < 4 or f[0] == "perf":
         continue
     pid, tid = f[1].split("/")
-    # The floors run as the bench binary started again, their runtimes' threads
+    # The floors run as the bench binary started again, the threads of their runtimes
     # named after them (floor, floor+queue).
     if f[0].startswith("floor"):
         names[pid] = f[0]

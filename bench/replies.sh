@@ -33,7 +33,7 @@ for line in sys.stdin:
     if not m:
         continue
     comm, pid, tid, t, edge, call, rest = m.groups()
-    # The floors run as the bench binary started again, their runtimes' threads
+    # The floors run as the bench binary started again, the threads of their runtimes
     # named after them (floor, floor+queue).
     if comm.startswith("floor"):
         names[pid] = comm

@@ -130,7 +130,7 @@ fn main() {
             port.parse().expect("port"),
             Path::new(dir),
             sink.parse().expect("sink port"),
-            floor_smtp::Storage::parse(storage).expect("file or queue"),
+            floor_smtp::Storage::parse(storage).expect("floor or floor+queue"),
         );
     }
     let (quick, repeats) = (report::quick(), report::repeats());
@@ -888,7 +888,7 @@ fn start_floor(dir: &Path, sink_port: u16, storage: floor_smtp::Storage) -> (Kil
             format!(
                 "{port} {} {sink_port} {}",
                 floor_dir.display(),
-                storage.as_str()
+                storage.name()
             ),
         )
         .stdout(Stdio::null())
@@ -1267,6 +1267,18 @@ interleaved; the floor 2.1 to 2.6), and 1.5 to 1.7 \
 while a release build ran alongside (the floor 1.8 to 1.9), so on two cores these figures are only \
 comparable within one quiet run; the host also had a slower mode, in which portcullis' CPU per \
 message rose from about 0.9 to 1.1 ms and the floor slowed too, and runs in it gave 1.69 to 2.05. \
+The queue floor (since 2026-12-07, on a 2-core Intel Xeon host) splits portcullis' distance to the \
+floor in every run. In the single run that introduced it, one session of 100 KB gave the floor 1299 \
+msg/s, the queue floor 1030 and portcullis 1004, against Postfix's 521: the store's commit and flush \
+of each message, made as portcullis makes them, take the ratio from 2.49 to 1.98, and all the rest \
+portcullis does costs another 2%; at 1 KB the three gave 3760, 1917 and 1788. So at one session the \
+limit is the queue in SQLite (a transaction writing about 40 WAL frames for a 100 KB message, its \
+flush, and the outcome's transaction), not portcullis' sessions or delivery. A profile of the queue \
+floor at 1 KB put a fifth of its CPU in waking and parking the blocking thread that committed each \
+delivery's outcome; such a commit, small and waiting for no flush, now runs on the caller's thread \
+when the writer is free. Over four interleaved rounds portcullis' CPU per message fell from \
+0.48-0.52 to 0.42-0.47 ms at 1 KB (median rate 1584 to 1676 msg/s) and from 0.76-0.87 to 0.73-0.79 \
+ms at 100 KB (rate 844 to 851, unchanged). \
 With more sessions portcullis shares each flush among the \
 messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
 cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \

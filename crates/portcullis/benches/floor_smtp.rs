@@ -42,15 +42,8 @@ pub enum Storage {
 }
 
 impl Storage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Storage::File => "file",
-            Storage::Queue => "queue",
-        }
-    }
-
-    /// The server's name in the bench's cells, and its threads' names (which
-    /// `bench/phases.sh` tells the floors apart by).
+    /// The server's name in the bench's cells, in its command line, and of its
+    /// threads (which `bench/phases.sh` tells the floors apart by).
     pub const fn name(self) -> &'static str {
         match self {
             Storage::File => "floor",
@@ -61,7 +54,7 @@ impl Storage {
     pub fn parse(s: &str) -> Option<Storage> {
         [Storage::File, Storage::Queue]
             .into_iter()
-            .find(|k| k.as_str() == s)
+            .find(|k| k.name() == s)
     }
 }
 
@@ -89,7 +82,11 @@ pub fn serve(port: u16, dir: &Path, sink_port: u16, storage: Storage) -> ! {
         Storage::File => Keeper::File(Spool::create(dir)),
         Storage::Queue => {
             let url = format!("sqlite://{}", dir.join("floor.db").display());
-            Keeper::Queue(runtime.block_on(store::Store::open(&url)).expect("floor store"))
+            Keeper::Queue(
+                runtime
+                    .block_on(store::Store::open(&url))
+                    .expect("floor store"),
+            )
         }
     });
     runtime.block_on(async move {
