@@ -1271,7 +1271,9 @@ The queue floor (since 2026-12-07, on a 2-core Intel Xeon host) splits portculli
 floor in every run. In the single run that introduced it, one session of 100 KB gave the floor 1299 \
 msg/s, the queue floor 1030 and portcullis 1004, against Postfix's 521: the store's commit and flush \
 of each message, made as portcullis makes them, take the ratio from 2.49 to 1.98, and all the rest \
-portcullis does costs another 2%; at 1 KB the three gave 3760, 1917 and 1788. So at one session the \
+portcullis does costs another 2%; at 1 KB the three gave 3760, 1917 and 1788. In the host's slower \
+mode (Postfix at 434-459 msg/s, portcullis' CPU per message 0.85 ms against 0.68) the queue floor \
+stayed at 2.0 times Postfix and portcullis fell to 0.93 of it. So at one session the \
 limit is the queue in SQLite (a transaction writing about 40 WAL frames for a 100 KB message, its \
 flush, and the outcome's transaction), not portcullis' sessions or delivery. A profile of the queue \
 floor at 1 KB put a fifth of its CPU in waking and parking the blocking thread that committed each \
