@@ -1276,8 +1276,8 @@ mode (Postfix at 434-459 msg/s, portcullis' CPU per message 0.85 ms against 0.68
 stayed at 2.0 times Postfix and portcullis fell to 0.93 of it. So at one session the \
 limit is the queue in SQLite (a transaction writing about 40 WAL frames for a 100 KB message, its \
 flush, and the outcome's transaction), not portcullis' sessions or delivery. A profile of the queue \
-floor at 1 KB put a fifth of its CPU in waking and parking the blocking thread that committed each \
-delivery's outcome; such a commit, small and waiting for no flush, now runs on the caller's thread \
+floor at 1 KB put a fifth of its CPU in blocking threads waking and parking, one of them the thread \
+that committed each delivery's outcome; such a commit, small and waiting for no flush, now runs on the caller's thread \
 when the writer is free. Over four interleaved rounds portcullis' CPU per message fell from \
 0.48-0.52 to 0.42-0.47 ms at 1 KB (median rate 1584 to 1676 msg/s) and from 0.76-0.87 to 0.73-0.79 \
 ms at 100 KB (rate 844 to 851, unchanged). \
