@@ -871,7 +871,7 @@ const FLOOR: &str = floor_smtp::Storage::File.name();
 const FLOOR_QUEUE: &str = floor_smtp::Storage::Queue.name();
 
 fn is_floor(server: &str) -> bool {
-    server == FLOOR || server == FLOOR_QUEUE
+    floor_smtp::Storage::parse(server).is_some()
 }
 
 /// Starts this binary again as a floor server (`floor_smtp`) keeping bodies in
