@@ -1281,6 +1281,10 @@ that committed each delivery's outcome; such a commit, small and waiting for no 
 when the writer is free. Over four interleaved rounds portcullis' CPU per message fell from \
 0.48-0.52 to 0.42-0.47 ms at 1 KB (median rate 1584 to 1676 msg/s) and from 0.76-0.87 to 0.73-0.79 \
 ms at 100 KB (rate 844 to 851, unchanged). \
+On a 2-core AMD EPYC host (later on 2026-12-07) the full run at d83ad94 gave the floor 3.35, the \
+queue floor 2.72 and portcullis 2.37 times Postfix at one session of 100 KB (its runs 2.91, 2.22 and \
+2.38): portcullis was 0.86-0.91 of the queue floor in those runs, and level with it (1204 against \
+1223 msg/s) under `bench/phases.sh` right after. \
 With more sessions portcullis shares each flush among the \
 messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
 cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \
