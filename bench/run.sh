@@ -39,7 +39,9 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     rm -f /usr/sbin/policy-rc.d
 fi
-ulimit -n 65536 || true
+# 10,000 sessions hold a socket at each end; where the hard limit is lower (a container
+# without CAP_SYS_RESOURCE), take what it allows.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # Release builds outside the clone (as .ci/run keeps its own), so a new clone on the
 # same machine does not rebuild everything.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-release}"
