@@ -1284,7 +1284,8 @@ ms at 100 KB (rate 844 to 851, unchanged). \
 On a 2-core AMD EPYC host (later on 2026-12-07) the full run at d83ad94 gave the floor 3.35, the \
 queue floor 2.72 and portcullis 2.37 times Postfix at one session of 100 KB (its runs 2.91, 2.22 and \
 2.38): portcullis was 0.86-0.91 of the queue floor in those runs, and level with it (1204 against \
-1223 msg/s) under `bench/phases.sh` right after. \
+1223 msg/s) under `bench/phases.sh` right after; a second run of the section at d71cf38 gave 2.33 \
+(runs 2.12, 2.55 and 2.28). \
 With more sessions portcullis shares each flush among the \
 messages that arrived meanwhile, while Postfix pays a queue file and process hand-offs (smtpd → \
 cleanup → qmgr) per message. Postfix runs a process per session, and RSS counts shared pages once \
