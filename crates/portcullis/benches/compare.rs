@@ -1405,9 +1405,10 @@ fn plot(cells: &[Cell]) -> String {
         h - bottom
     );
     for &l in &levels {
+        let noun = if l == 1 { "session" } else { "sessions" };
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">{l} sessions</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">{l} {noun}</text>"#,
             x(l),
             h - bottom + 16.0
         );
