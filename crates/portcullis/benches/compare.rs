@@ -885,11 +885,7 @@ fn start_floor(dir: &Path, sink_port: u16, storage: floor_smtp::Storage) -> (Kil
     let child = Command::new(std::env::current_exe().expect("own path"))
         .env(
             floor_smtp::ENV,
-            format!(
-                "{port} {} {sink_port} {}",
-                floor_dir.display(),
-                storage.name()
-            ),
+            format!("{port} {} {sink_port} {name}", floor_dir.display()),
         )
         .stdout(Stdio::null())
         .stderr(log)
